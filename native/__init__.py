@@ -1,0 +1,1 @@
+"""Package; see docs/architecture.md."""
