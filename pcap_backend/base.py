@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# virtio_net_hdr (include/uapi/linux/virtio_net.h): <BBHHHHH flags, gso_type, hdr_len, gso_size,
+# virtio_net_hdr (include/uapi/linux/virtio_net.h): <BBHHHH flags, gso_type, hdr_len, gso_size,
 # csum_start, csum_offset>, little-endian on every host we run on (x86-64/arm64 Linux).
 VNET_HDR_LEN = 10
 VNET_NEEDS_CSUM = 0x01  # checksum partial: csum_start/csum_offset say where to finish it
@@ -48,7 +48,7 @@ GSO_UDP = 3  # UFO (IPv4 fragmentation of one datagram); obsolete, reported as i
 GSO_TCPV6 = 4  # TCP over IPv6
 GSO_UDP_L4 = 5  # UDP_SEGMENT: a train of datagrams of gso_size payload each
 GSO_ECN = 0x80  # flag bit: the TCP super-packet had CWR set
-_VNET = struct.Struct("<BBHHHHH")
+_VNET = struct.Struct("<BBHHHH")
 
 # PACKET_AUXDATA tp_status bits (include/uapi/linux/if_packet.h)
 TP_STATUS_USER = 0x1
@@ -78,7 +78,7 @@ class PacketMeta(NamedTuple):
         """Parse the first 10 bytes of `hdr` as a virtio_net_hdr (ValueError if shorter)."""
         if len(hdr) < VNET_HDR_LEN:
             raise ValueError(f"virtio_net_hdr needs {VNET_HDR_LEN} bytes, got {len(hdr)}")
-        flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _VNET.unpack_from(hdr)[:6]
+        flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = _VNET.unpack_from(hdr)
         partial = bool(flags & VNET_NEEDS_CSUM)
         return cls(
             gso_type & ~GSO_ECN,
@@ -101,13 +101,12 @@ class PacketMeta(NamedTuple):
             self.gso_size if self.gso_type else 0,
             self.csum_start if self.csum_partial else 0,
             self.csum_offset if self.csum_partial else 0,
-            0,
-        )[:VNET_HDR_LEN]
+        )
 
     @classmethod
     def from_auxdata(cls, tp_status: int, gso_size: int = 0) -> "PacketMeta":
-        """From PACKET_AUXDATA tp_status alone: GSO is known to be TCP (v4/v6 undecided, reported
-        as GSO_TCPV4 only when the caller cannot tell), no csum_start/offset are given."""
+        """From PACKET_AUXDATA tp_status alone. It says TCP GSO but not the IP version (reported as
+        GSO_TCPV4; the bridge reads the version from the frame) and gives no csum_start/offset."""
         gso = GSO_TCPV4 if tp_status & TP_STATUS_GSO_TCP else GSO_NONE
         return cls(
             gso,
