@@ -1,0 +1,280 @@
+"""Network-namespace fixtures for tests that touch real kernels (import as `from netns import ...`).
+
+Everything here creates its own namespaces and devices with unique names (they include the pid and
+a counter), configures addresses only inside them, and removes them on exit even when the body
+raises. Nothing is sent outside those namespaces. Needs root (tests using it are `@pytest.mark.root`).
+
+    from netns import veth_namespaces, in_netns, ns_run, set_offloads, tcp_bulk
+
+    with veth_namespaces() as t:            # two namespaces joined by veth, addresses, links up
+        with in_netns(t.ns_b):              # sockets/handles opened here live in ns_b
+            backend = AfPacket(t.dev_b)
+        got = tcp_bulk(t, 4 << 20)          # bulk TCP A -> B in threads, returns bytes received
+        ns_run(t.ns_a, ["ip", "addr"])        # a subprocess in a namespace
+        run_in_ns(t.ns_b, func, *args)                # a function in a forked child in ns_b
+
+`in_netns` switches only the calling thread (setns); the sockets and file descriptors opened
+inside keep their namespace after it returns, so one process can hold devices in several
+namespaces at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import os
+import pickle
+import socket
+import subprocess
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Optional
+
+CLONE_NEWNET = 0x40000000
+_counter = itertools.count()
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def unique(prefix: str = "a2") -> str:
+    """A short unique name (interface names are limited to 15 characters)."""
+    name = f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
+    assert len(name) <= 15, name
+    return name
+
+
+def run(argv, *, check=True, ns: Optional[str] = None, **kw) -> subprocess.CompletedProcess:
+    """Run a command (in namespace `ns` if given), capturing text output."""
+    if ns is not None:
+        argv = ["ip", "netns", "exec", ns, *argv]
+    r = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+ns_run = lambda ns, argv, **kw: run(argv, ns=ns, **kw)  # noqa: E731
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
+
+
+@contextlib.contextmanager
+def netns(prefix: str = "a2ns"):
+    """Create a network namespace (loopback up), yield its name, delete it afterwards."""
+    name = unique(prefix)
+    run(["ip", "netns", "add", name])
+    try:
+        run(["ip", "link", "set", "lo", "up"], ns=name)
+        yield name
+    finally:
+        run(["ip", "netns", "del", name], check=False)
+
+
+@contextlib.contextmanager
+def in_netns(ns: str):
+    """Switch the calling thread into namespace `ns` for the body, then back."""
+    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield ns
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+def run_in_ns(ns: str, func, *args, timeout: float = 120.0, **kwargs):
+    """Run `func(*args, **kwargs)` in a forked child inside `ns`; return its (pickled) result.
+
+    An exception in the child is re-raised here as RuntimeError with the child's traceback."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(r)
+            fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+            _setns(fd)
+            try:
+                out = ("ok", func(*args, **kwargs))
+            except BaseException:  # noqa: BLE001 - report everything to the parent
+                out = ("err", traceback.format_exc())
+            data = pickle.dumps(out)
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+    finally:
+        os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError("child in namespace died without a result")
+    kind, val = pickle.loads(data)
+    if kind == "err":
+        raise RuntimeError(f"in namespace {ns}:\n{val}")
+    return val
+
+
+def link_info(ns: str, dev: str) -> dict:
+    import json
+
+    return json.loads(run(["ip", "-j", "link", "show", "dev", dev], ns=ns).stdout)[0]
+
+
+def set_offloads(ns: str, dev: str, **features: bool) -> None:
+    """ethtool -K in a namespace: set_offloads(ns, "veth0", tso=False, gso=False, gro=True)."""
+    args = []
+    for k, v in features.items():
+        args += [k.replace("_", "-"), "on" if v else "off"]
+    if args:
+        run(["ethtool", "-K", dev, *args], ns=ns)
+
+
+def offloads(ns: str, dev: str) -> dict:
+    """ethtool -k as {feature: bool}."""
+    out = {}
+    for line in run(["ethtool", "-k", dev], ns=ns).stdout.splitlines()[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip().startswith("on")
+    return out
+
+
+@dataclass
+class VethTopology:
+    ns_a: str
+    ns_b: str
+    dev_a: str
+    dev_b: str
+    ip_a: str
+    ip_b: str
+    mac_a: bytes
+    mac_b: bytes
+    prefix: int = 24
+
+
+@contextlib.contextmanager
+def veth_namespaces(ip_a: str = "10.206.5.1", ip_b: str = "10.206.5.2", prefix: int = 24,
+                    mtu: Optional[int] = None, ipv6: bool = False):
+    """Two fresh namespaces joined by a veth pair with addresses, links up, kernel default
+    offloads (TSO/GSO on). IPv6 is disabled unless `ipv6` (no DAD noise in captures)."""
+    with netns("a2na") as ns_a, netns("a2nb") as ns_b:
+        dev_a, dev_b = unique("a2va"), unique("a2vb")
+        run(["ip", "link", "add", dev_a, "netns", ns_a, "type", "veth", "peer", "name", dev_b,
+             "netns", ns_b])
+        for ns, dev, ip in ((ns_a, dev_a, ip_a), (ns_b, dev_b, ip_b)):
+            if not ipv6:
+                run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], ns=ns, check=False)
+            if mtu:
+                run(["ip", "link", "set", dev, "mtu", str(mtu)], ns=ns)
+            run(["ip", "addr", "add", f"{ip}/{prefix}", "dev", dev], ns=ns)
+            run(["ip", "link", "set", dev, "up"], ns=ns)
+        mac_a = bytes.fromhex(link_info(ns_a, dev_a)["address"].replace(":", ""))
+        mac_b = bytes.fromhex(link_info(ns_b, dev_b)["address"].replace(":", ""))
+        yield VethTopology(ns_a, ns_b, dev_a, dev_b, ip_a, ip_b, mac_a, mac_b, prefix)
+
+
+def tcp_bulk(t: VethTopology, nbytes: int, *, port: int = 5201, chunk: int = 65536,
+             payload: Optional[bytes] = None, timeout: float = 60.0) -> bytes:
+    """Send `nbytes` over TCP from ns_a to ns_b (threads in this process); return what B received.
+
+    The payload is a deterministic pattern unless given."""
+    if payload is None:
+        pattern = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(65536))
+        payload = (pattern * (nbytes // len(pattern) + 1))[:nbytes]
+    with in_netns(t.ns_b):
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with in_netns(t.ns_a):
+        cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    received = bytearray()
+    errors = []
+    try:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((t.ip_b, port))
+        srv.listen(1)
+        srv.settimeout(timeout)
+
+        def serve():
+            try:
+                conn, _ = srv.accept()
+                conn.settimeout(timeout)
+                with conn:
+                    while True:
+                        d = conn.recv(1 << 20)
+                        if not d:
+                            break
+                        received.extend(d)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        cli.settimeout(timeout)
+        cli.connect((t.ip_b, port))
+        view = memoryview(payload)
+        for off in range(0, len(view), chunk):
+            cli.sendall(view[off:off + chunk])
+        cli.shutdown(socket.SHUT_WR)
+        th.join(timeout)
+    finally:
+        cli.close()
+        srv.close()
+    if errors:
+        raise errors[0]
+    return bytes(received)
+
+
+def arp_request(src_mac: bytes, src_ip: str, dst_ip: str) -> bytes:
+    """A broadcast ARP who-has frame (42 bytes, no padding)."""
+    import struct
+
+    return (b"\xff" * 6 + src_mac + b"\x08\x06"
+            + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + src_mac + socket.inet_aton(src_ip)
+            + b"\x00" * 6 + socket.inet_aton(dst_ip))
+
+
+def is_arp_reply(frame: bytes, sender_ip: str, target_mac: bytes) -> bool:
+    return (len(frame) >= 42 and frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x02"
+            and frame[28:32] == socket.inet_aton(sender_ip) and frame[32:38] == target_mac)
+
+
+def icmp_echo(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, ident: int = 0x2065,
+              seq: int = 1, payload: bytes = b"a2065-ping" * 4) -> bytes:
+    """An Ethernet/IPv4 ICMP echo request with valid checksums."""
+    import struct
+
+    def csum(b: bytes) -> int:
+        if len(b) % 2:
+            b += b"\0"
+        s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        return ~s & 0xFFFF
+
+    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0x1234, 0x4000, 64, 1, 0,
+                     socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return dst_mac + src_mac + b"\x08\x00" + ip + icmp
+
+
+def is_echo_reply(frame: bytes, from_ip: str, ident: int = 0x2065) -> bool:
+    return (len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[23] == 1
+            and frame[26:30] == socket.inet_aton(from_ip) and frame[34] == 0
+            and int.from_bytes(frame[38:40], "big") == ident)
