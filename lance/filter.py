@@ -1,0 +1,46 @@
+"""Am7990 receive address filter (ref: reference §6; M, TME, L-a2065, N-lance).
+
+Order: PROM accepts everything; an individual address (I/G bit 0 of byte 0 clear) must equal
+PADR; the broadcast address is always accepted (the 7990 has no broadcast disable); any other
+group address goes through the 64-bit logical address filter LADRF.
+
+Hash: CRC-32 (reflected poly 0xEDB88320, init 0xFFFFFFFF, *no* final inversion) over the six
+destination bytes; h = crc >> 26 (0..63); accepted if LADRF bit h is set, i.e. bit (h & 15) of
+init-block word 4 + (h >> 4). zlib.crc32 is that CRC with the final inversion, so
+h = (~zlib.crc32(dst) & 0xFFFFFFFF) >> 26 == 63 - (zlib.crc32(dst) >> 26).
+"""
+import zlib
+
+BROADCAST = b"\xff\xff\xff\xff\xff\xff"
+
+
+def ladrf_hash(dst: bytes) -> int:
+    """Bit index 0..63 of LADRF that a group address ``dst`` (6 bytes) selects."""
+    return 63 - (zlib.crc32(bytes(dst[:6])) >> 26)
+
+
+def ladrf_from_addresses(addresses) -> int:
+    """LADRF as a 64-bit int (bit h = word h>>4 bit h&15) accepting the given group addresses."""
+    v = 0
+    for a in addresses:
+        v |= 1 << ladrf_hash(a)
+    return v
+
+
+def ladrf_words(ladrf: int) -> tuple:
+    """The four init-block words (IB+8..IB+14) for a 64-bit LADRF value."""
+    return tuple((ladrf >> (16 * i)) & 0xFFFF for i in range(4))
+
+
+def accepts(dst: bytes, padr: bytes, ladrf: int, prom: bool) -> bool:
+    """True if the receiver takes a frame whose destination address is ``dst``."""
+    dst = bytes(dst[:6])
+    if prom:
+        return True
+    if len(dst) < 6:
+        return False
+    if not dst[0] & 1:
+        return dst == padr
+    if dst == BROADCAST:
+        return True
+    return bool((ladrf >> ladrf_hash(dst)) & 1)

@@ -1,0 +1,159 @@
+"""A small RAM-level rig for tests and benchmarks: 32 KB RAM, RamDma, an Am7990, an init block
+and rings laid out like the Linux a2065 driver does (LANCE addresses 0x8000 + RAM offset).
+
+Not a driver: it pokes RAM and registers directly so tests can build any state.
+"""
+from __future__ import annotations
+
+import struct
+
+from .chip import Am7990
+from .csr import CSR0, CSR3
+from .dma import RamDma
+from .layouts import bcnt_word, encode_init
+
+MAC = bytes.fromhex("008010123456")
+_W = struct.Struct(">H")
+
+
+class Rig:
+    """RAM + chip. Ring layout: init block at ``iadr``, RX ring, TX ring, RX buffers, TX buffers."""
+
+    def __init__(self, timing="fast", *, mode=0, padr=MAC, ladrf=0, rlen=4, tlen=4,
+                 rx_buf=1544, tx_buf=1544, bswp=True, iadr=0x8000, transmit=True, link=True):
+        self.ram = bytearray(32768)
+        self.dma = RamDma(self.ram, 0x7FFF)
+        self.irq_edges = []
+        self.sent = []  # (frame, t_ns)
+        self.link = link
+        self.chip = Am7990(self.dma, irq=self.irq_edges.append,
+                           transmit=self._transmit if transmit else None, timing=timing)
+        self.mode, self.padr, self.ladrf = mode, bytes(padr), ladrf
+        self.rlen, self.tlen = rlen, tlen
+        self.rx_buf, self.tx_buf = rx_buf, tx_buf
+        self.bswp = bswp
+        self.iadr = iadr
+        self.rdra = (iadr + 24 + 7) & ~7
+        self.tdra = self.rdra + 8 * rlen
+        self.rx_bufs = [self.tdra + 8 * tlen + i * rx_buf for i in range(rlen)]
+        tx0 = self.tdra + 8 * tlen + rlen * rx_buf
+        self.tx_bufs = [tx0 + i * tx_buf for i in range(tlen)]
+
+    # -------------------------------------------------------------- plumbing
+    def _transmit(self, frame, t):
+        self.sent.append((bytes(frame), t))
+        return self.link
+
+    def off(self, addr: int) -> int:
+        return addr & 0x7FFF
+
+    def w16(self, addr: int, v: int) -> None:
+        _W.pack_into(self.ram, self.off(addr), v & 0xFFFF)
+
+    def r16(self, addr: int) -> int:
+        return _W.unpack_from(self.ram, self.off(addr))[0]
+
+    def put(self, addr: int, data: bytes) -> None:
+        o = self.off(addr)
+        self.ram[o:o + len(data)] = data
+
+    def get(self, addr: int, n: int) -> bytes:
+        o = self.off(addr)
+        return bytes(self.ram[o:o + n])
+
+    def csr_write(self, n: int, v: int) -> None:
+        self.chip.write_rap(n)
+        self.chip.write_rdp(v)
+
+    def csr_read(self, n: int) -> int:
+        self.chip.write_rap(n)
+        return self.chip.read_rdp()
+
+    @property
+    def csr0(self) -> int:
+        return self.chip.csr0
+
+    # -------------------------------------------------------------- setup
+    def write_init_block(self) -> None:
+        self.put(self.iadr, encode_init(mode=self.mode, padr=self.padr, ladrf=self.ladrf,
+                                        rdra=self.rdra, rlen=self.rlen, tdra=self.tdra,
+                                        tlen=self.tlen))
+
+    def write_rings(self, rx_own=True) -> None:
+        for i in range(self.rlen):
+            self.set_rmd(i, own=rx_own)
+        for i in range(self.tlen):
+            b = self.tx_bufs[i]
+            a = self.tdra + 8 * i
+            self.w16(a, b & 0xFFFF)
+            self.w16(a + 2, (b >> 16) & 0xFF)
+            self.w16(a + 4, 0xF000)
+            self.w16(a + 6, 0)
+
+    def set_rmd(self, i, *, own=True, length=None, buf=None):
+        b = self.rx_bufs[i] if buf is None else buf
+        a = self.rdra + 8 * i
+        self.w16(a, b & 0xFFFF)
+        self.w16(a + 4, bcnt_word(self.rx_buf if length is None else length))
+        self.w16(a + 6, 0)
+        self.w16(a + 2, (0x8000 if own else 0) | ((b >> 16) & 0xFF))
+
+    def init(self, *, start=True, inea=True, rx_own=True) -> None:
+        """Linux-style bring-up: STOP, CSR1-3, build memory, INIT, ack IDON, INEA|STRT."""
+        self.csr_write(0, CSR0.STOP)
+        self.csr_write(1, self.iadr & 0xFFFF)
+        self.csr_write(2, (self.iadr >> 16) & 0xFF)
+        self.csr_write(3, CSR3.BSWP if self.bswp else 0)
+        self.write_init_block()
+        self.write_rings(rx_own=rx_own)
+        self.csr_write(0, CSR0.INIT)
+        if start:
+            self.csr_write(0, CSR0.IDON)
+            self.csr_write(0, (CSR0.INEA if inea else 0) | CSR0.STRT)
+
+    # -------------------------------------------------------------- descriptors
+    def rmd(self, i):
+        a = self.rdra + 8 * i
+        return tuple(self.r16(a + 2 * k) for k in range(4))
+
+    def tmd(self, i):
+        a = self.tdra + 8 * i
+        return tuple(self.r16(a + 2 * k) for k in range(4))
+
+    def rx_data(self, i, n=None) -> bytes:
+        if n is None:
+            n = self.rmd(i)[3] & 0xFFF
+        return self.get(self.rx_bufs[i], n)
+
+    def queue_tx(self, i, frame: bytes, *, own=True, stp=True, enp=True, tdmd=False,
+                 buf=None) -> None:
+        """Fill TX buffer i and its descriptor (OWN written last), optionally write TDMD."""
+        b = self.tx_bufs[i] if buf is None else buf
+        if self.bswp:
+            self.put(b, frame)
+        else:
+            for k, byte in enumerate(frame):
+                self.ram[self.off((b + k) ^ 1)] = byte
+        a = self.tdra + 8 * i
+        self.w16(a, b & 0xFFFF)
+        self.w16(a + 4, bcnt_word(len(frame)))
+        self.w16(a + 6, 0)
+        self.w16(a + 2, (0x8000 if own else 0) | (0x0200 if stp else 0) | (0x0100 if enp else 0)
+                 | ((b >> 16) & 0xFF))
+        if tdmd:
+            self.csr_write(0, CSR0.INEA | CSR0.TDMD)
+
+    def give_back_rx(self, i) -> None:
+        """Return RX descriptor i to the chip as Linux does: MCNT=0, RMD1 = OWN."""
+        a = self.rdra + 8 * i
+        self.w16(a + 6, 0)
+        self.ram[self.off(a + 2)] = 0x80
+
+
+def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype=0x0800, payload=b"",
+          length=None) -> bytes:
+    """An Ethernet frame without FCS; ``length`` pads/truncates the payload to that total."""
+    f = bytes(dst) + bytes(src) + ethertype.to_bytes(2, "big") + bytes(payload)
+    if length is not None:
+        f = (f + bytes(range(256)) * 8)[:length] if len(f) < length else f[:length]
+    return f
