@@ -113,7 +113,7 @@ class A2065:
         self.ram = bytearray(RAM_SIZE)
         self._irq_level = False
         if chip_factory is None:
-            from lance import Am7990
+            from lance.chip import Am7990
             from lance.dma import RamDma
             self.dma = RamDma(self.ram, 0x7FFF)
             self.lance = Am7990(self.dma, irq=self._chip_irq, transmit=transmit, timing=timing)

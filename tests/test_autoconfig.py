@@ -12,25 +12,8 @@ from a2065.autoconfig import (E_EXPANSIONBASE, ERT_SIZE_CODES, Autoconfig, decod
 COMMODORE_NIBBLES = "C18FFFFFFDFDFFEDCBA9" + "F" * 12 + "00" + "F" * 30
 
 
-try:
-    from lance import Am7990  # noqa: F401
-    _FAKE = None
-except ImportError:  # TEMPORARY stand-in until lance.chip lands
-    class _FAKE:
-        def __init__(self, ram, irq, transmit, timing):
-            self.now, self.rap, self.csr, self.irq_asserted = 0, 0, [4, 0, 0, 0], False
-
-        def read_rap(self): return self.rap
-        def write_rap(self, v): self.rap = v & 3
-        def read_rdp(self): return self.csr[self.rap]
-        def write_rdp(self, v): self.csr[self.rap] = v
-        def reset(self): self.rap, self.csr[0] = 0, 4
-        def advance_to(self, t): self.now = t
-        def next_deadline(self): return None
-
-
 def board(**kw):
-    return A2065(chip_factory=_FAKE, **kw)
+    return A2065(strict=True, **kw)
 
 
 def configure_all(chain):

@@ -1,0 +1,170 @@
+"""Plug A2065 cards into any Python CPU emulator: a 24-bit bus window plus cycle-based time.
+
+Complete example (the CPU object is whatever your emulator has)::
+
+    from a2065 import A2065
+    from a2065.adapters.generic import GenericAdapter
+
+    card = A2065(serial=0x00123456)
+    zorro = GenericAdapter([card], cpu_hz=7_093_790)        # PAL A500/A2000 clock
+
+    def mem_read16(addr):                                    # your CPU's memory handler
+        if zorro.claims(addr):                               # $E80000 window or a card's base
+            return zorro.read16(addr, cycles=cpu.cycles)     # catches the card up first
+        return ram_read16(addr)
+    # ... the same for read8/read32/write8/write16/write32
+
+    while running:
+        cpu.set_irq_level(zorro.irq_level())                # 2 while INT2 is asserted, else 0
+        cpu.run(zorro.slice_cycles(cpu.cycles, max_cycles=20_000))
+        zorro.catch_up(cpu.cycles)                           # run due card events
+
+Time: emulated ns = ``t0 + (cycles - c0) * 10**9 // cpu_hz`` (integer math, floor), where ``c0``
+is the cycle count given as ``start_cycles`` and ``t0`` the cards' time when the adapter was made.
+``next_deadline_cycles()`` returns the first cycle count at which the earliest card event is due
+(exact inverse of the floor), so a CPU slice that ends there runs it on time.
+
+INT2 is wired-OR across the cards: ``irq_level()`` is 2 if any card asserts it, else 0, and
+``on_irq(level)`` (optional) is called with 2 or 0 on each change of that OR.
+``on_map(base, size)`` (optional) is called when the OS configures a card, for hosts that
+register memory handlers per page (the $E80000 window is ``AUTOCONFIG_WINDOW``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+from ..autoconfig import CONFIG_WINDOW, E_EXPANSIONBASE, ZorroChain
+
+AUTOCONFIG_WINDOW = (E_EXPANSIONBASE, CONFIG_WINDOW)
+INT2 = 2
+
+
+def ns_from_cycles(cycles: int, hz: int) -> int:
+    """CPU cycles at ``hz`` -> ns, integer floor (same rule as ``lance.timing.ns_from_cycles``)."""
+    return int(cycles) * 1_000_000_000 // int(hz)
+
+
+def cycles_for_ns(ns: int, hz: int) -> int:
+    """The fewest cycles whose ``ns_from_cycles`` reaches ``ns`` (ceil of the inverse)."""
+    return -((-int(ns) * int(hz)) // 1_000_000_000)
+
+
+class GenericAdapter:
+    """A Zorro II bus with A2065 cards (or any board with the same interface) for a CPU core."""
+
+    def __init__(self, boards: Iterable, *, cpu_hz: int, start_cycles: int = 0,
+                 on_irq: Optional[Callable[[int], None]] = None,
+                 on_map: Optional[Callable[[int, int], None]] = None):
+        if int(cpu_hz) <= 0:
+            raise ValueError("cpu_hz must be positive")
+        self.cpu_hz = int(cpu_hz)
+        self.chain = ZorroChain(boards)
+        self.on_irq = on_irq
+        self.on_map = on_map
+        self.c0 = int(start_cycles)
+        self.t0 = max((b.now for b in self.chain.boards if hasattr(b, "now")), default=0)
+        self._level = 0
+        for b in self.chain.boards:
+            if hasattr(b, "irq"):
+                b.irq = self._wrap_irq(b.irq)
+            if hasattr(b, "on_configured"):
+                b.on_configured = self._wrap_configured(b, b.on_configured)
+        self._level = self.irq_level()
+
+    # -- wiring ------------------------------------------------------------------------------
+    def _wrap_irq(self, prev):
+        def irq(level):
+            if prev is not None:
+                prev(level)
+            self._irq_changed()
+        return irq
+
+    def _wrap_configured(self, board, prev):
+        def configured(base):
+            if prev is not None:
+                prev(base)
+            if self.on_map is not None:
+                self.on_map(base, board.autoconfig.size)
+        return configured
+
+    def _irq_changed(self):
+        level = self.irq_level()
+        if level != self._level:
+            self._level = level
+            if self.on_irq is not None:
+                self.on_irq(level)
+
+    # -- time --------------------------------------------------------------------------------
+    def now_ns(self, cycles: int) -> int:
+        return self.t0 + ns_from_cycles(int(cycles) - self.c0, self.cpu_hz)
+
+    def catch_up(self, cycles: int) -> None:
+        """Run every card's events due by CPU time ``cycles``."""
+        t = self.now_ns(cycles)
+        for b in self.chain.boards:
+            if hasattr(b, "advance_to"):
+                b.advance_to(t)
+
+    def next_deadline_cycles(self) -> Optional[int]:
+        """Absolute CPU cycle count of the earliest pending card event, or None."""
+        deadlines = [d for d in (b.next_deadline() for b in self.chain.boards
+                                 if hasattr(b, "next_deadline")) if d is not None]
+        if not deadlines:
+            return None
+        return self.c0 + max(0, cycles_for_ns(min(deadlines) - self.t0, self.cpu_hz))
+
+    def slice_cycles(self, cycles: int, max_cycles: int) -> int:
+        """How many cycles the CPU may run from ``cycles`` before a card event is due (>= 1)."""
+        d = self.next_deadline_cycles()
+        if d is None:
+            return max(1, int(max_cycles))
+        return max(1, min(int(max_cycles), d - int(cycles)))
+
+    # -- interrupt ---------------------------------------------------------------------------
+    def irq_level(self) -> int:
+        for b in self.chain.boards:
+            if getattr(b, "irq_asserted", False):
+                return INT2
+        return 0
+
+    # -- bus ---------------------------------------------------------------------------------
+    def claims(self, addr: int) -> bool:
+        """True for the $E80000 window (whether or not a card is in it) and configured cards."""
+        addr &= 0xFFFFFF
+        if E_EXPANSIONBASE <= addr < E_EXPANSIONBASE + CONFIG_WINDOW:
+            return True
+        return self.chain.route(addr) is not None
+
+    def mapped_ranges(self) -> list:
+        """[(base, size)] the host should route here: the window and every configured card."""
+        out = [AUTOCONFIG_WINDOW]
+        for b in self.chain.boards:
+            ac = b.autoconfig
+            if ac.configured:
+                out.append((ac.base, ac.size))
+        return out
+
+    def _now(self, cycles):
+        return None if cycles is None else self.now_ns(cycles)
+
+    def read8(self, addr: int, cycles: Optional[int] = None) -> int:
+        return self.chain.read8(addr, now=self._now(cycles))
+
+    def read16(self, addr: int, cycles: Optional[int] = None) -> int:
+        return self.chain.read16(addr, now=self._now(cycles))
+
+    def read32(self, addr: int, cycles: Optional[int] = None) -> int:
+        return self.chain.read32(addr, now=self._now(cycles))
+
+    def write8(self, addr: int, value: int, cycles: Optional[int] = None) -> None:
+        self.chain.write8(addr, value, now=self._now(cycles))
+
+    def write16(self, addr: int, value: int, cycles: Optional[int] = None) -> None:
+        self.chain.write16(addr, value, now=self._now(cycles))
+
+    def write32(self, addr: int, value: int, cycles: Optional[int] = None) -> None:
+        self.chain.write32(addr, value, now=self._now(cycles))
+
+    def reset(self) -> None:
+        """Bus reset (CPU RESET instruction or power-on): every card back to unconfigured."""
+        self.chain.reset()
