@@ -9,10 +9,10 @@ from .base import (
     PacketMeta,
     PermissionDenied,
 )
-from .backends import CableEnd, Null, VirtualCable
+from .backends import AfPacket, CableEnd, Null, Pcap, Tap, VirtualCable
 
 __all__ = [
     "Backend", "Packet", "PacketMeta",
     "BackendError", "BackendUnavailable", "PermissionDenied", "NoSuchInterface", "CaptureFormatError",
-    "VirtualCable", "CableEnd", "Null",
+    "VirtualCable", "CableEnd", "Null", "AfPacket", "Pcap", "Tap",
 ]

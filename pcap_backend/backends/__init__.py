@@ -1,5 +1,8 @@
 """Backends: live pcap, AF_PACKET, TAP, pcapng replay/record, VirtualCable, Null."""
+from .afpacket import AfPacket
 from .cable import CableEnd, VirtualCable, wire_ns
 from .null import Null
+from .pcap import Pcap
+from .tap import Tap
 
-__all__ = ["CableEnd", "VirtualCable", "wire_ns", "Null"]
+__all__ = ["AfPacket", "CableEnd", "VirtualCable", "wire_ns", "Null", "Pcap", "Tap"]

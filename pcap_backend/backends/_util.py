@@ -1,0 +1,50 @@
+"""Small Linux helpers shared by the live backends (interface flags, errno → reason)."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import socket
+import struct
+
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_RUNNING = 0x40  # operational: carrier present
+
+# errno -> tx_failed reason (one name per condition so each is logged once)
+TX_REASONS = {
+    errno.EAGAIN: "eagain",
+    errno.ENOBUFS: "enobufs",
+    errno.ENETDOWN: "link_down",
+    errno.ENXIO: "no_device",
+    errno.ENODEV: "no_device",
+    errno.EMSGSIZE: "too_big",
+    errno.EIO: "link_down",
+    errno.EINVAL: "invalid",
+    errno.EPERM: "permission",
+    errno.EACCES: "permission",
+}
+
+
+def tx_reason(e: OSError) -> str:
+    return TX_REASONS.get(e.errno, errno.errorcode.get(e.errno, "oserror").lower())
+
+
+def interface_flags(sock: socket.socket, ifname: str):
+    """IFF_* flags of `ifname` in the socket's namespace, or None if it is gone."""
+    try:
+        r = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", ifname.encode()[:15], 0))
+    except OSError:
+        return None
+    return struct.unpack_from("16sH", r)[1]
+
+
+def interface_running(sock: socket.socket, ifname: str) -> bool:
+    f = interface_flags(sock, ifname)
+    return f is not None and (f & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING)
+
+
+def check_ifname(ifname: str) -> None:
+    if not isinstance(ifname, str) or not ifname or len(ifname.encode()) > 15 or "/" in ifname:
+        from ..base import NoSuchInterface
+
+        raise NoSuchInterface(f"invalid interface name {ifname!r} (1-15 characters, no '/')")

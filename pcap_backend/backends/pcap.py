@@ -1,0 +1,230 @@
+"""Live pcap backend: libpcap 1.10 loaded with cffi in ABI mode (no binding package, no compiler).
+
+Opened with pcap_create + snaplen (≥ 262144, whole BIG TCP super-packets) + promiscuous +
+immediate mode (without it one frame can wait ~1 s for the buffer timeout) + buffer size, then
+pcap_activate, non-blocking, direction IN (the card never receives what it sent), a selectable fd.
+pcap_next_ex's data is only valid until the next call: it is copied out at once. Kernel drops come
+from pcap_stats. No per-frame metadata (meta None): the bridge infers what it needs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..base import (Backend, BackendError, BackendUnavailable, NoSuchInterface, Packet,
+                    PermissionDenied)
+from . import _util
+
+_CDEF = """
+typedef struct pcap pcap_t;
+struct timeval { long tv_sec; long tv_usec; };
+struct pcap_pkthdr { struct timeval ts; unsigned int caplen; unsigned int len; };
+struct pcap_stat { unsigned int ps_recv; unsigned int ps_drop; unsigned int ps_ifdrop; };
+pcap_t *pcap_create(const char *source, char *errbuf);
+int pcap_set_snaplen(pcap_t *p, int snaplen);
+int pcap_set_promisc(pcap_t *p, int promisc);
+int pcap_set_immediate_mode(pcap_t *p, int immediate);
+int pcap_set_buffer_size(pcap_t *p, int buffer_size);
+int pcap_set_timeout(pcap_t *p, int to_ms);
+int pcap_activate(pcap_t *p);
+int pcap_setnonblock(pcap_t *p, int nonblock, char *errbuf);
+int pcap_get_selectable_fd(pcap_t *p);
+int pcap_setdirection(pcap_t *p, int d);
+int pcap_datalink(pcap_t *p);
+int pcap_next_ex(pcap_t *p, struct pcap_pkthdr **h, const unsigned char **data);
+int pcap_inject(pcap_t *p, const void *buf, size_t size);
+int pcap_stats(pcap_t *p, struct pcap_stat *ps);
+char *pcap_geterr(pcap_t *p);
+const char *pcap_statustostr(int error);
+const char *pcap_lib_version(void);
+void pcap_close(pcap_t *p);
+"""
+LIBRARY_NAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
+ERRBUF_SIZE = 512  # PCAP_ERRBUF_SIZE is 256
+PCAP_D_IN = 1
+DLT_EN10MB = 1
+PCAP_ERROR_NO_SUCH_DEVICE = -5
+PCAP_ERROR_PERM_DENIED = -8
+PCAP_ERROR_IFACE_NOT_UP = -9
+PCAP_ERROR_PROMISC_PERM_DENIED = -11
+INSTALL_HINT = "install the Debian package libpcap0.8 (apt-get install libpcap0.8)"
+
+_loaded: dict = {}
+
+
+def load_libpcap(names=LIBRARY_NAMES):
+    """(ffi, lib) for the first loadable name; BackendUnavailable says what to install."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if names in _loaded:
+        return _loaded[names]
+    try:
+        import cffi
+    except ImportError as e:  # pragma: no cover - cffi is a dependency
+        raise BackendUnavailable(f"cffi is missing: pip install cffi ({e})") from e
+    ffi = cffi.FFI()
+    ffi.cdef(_CDEF)
+    errors = []
+    for n in names:
+        try:
+            lib = ffi.dlopen(n)
+            lib.pcap_lib_version  # noqa: B018 - check it is really libpcap
+        except (OSError, AttributeError) as e:
+            errors.append(f"{n}: {e}")
+            continue
+        _loaded[names] = (ffi, lib)
+        return ffi, lib
+    raise BackendUnavailable(f"libpcap not found (tried {', '.join(names)}): {INSTALL_HINT}; "
+                             + "; ".join(errors))
+
+
+class Pcap(Backend):
+    """`Pcap("eth0")`: a live libpcap handle opened in the calling thread's network namespace."""
+
+    name = "pcap"
+
+    def __init__(self, ifname: str, *, snaplen: int = 262144, promisc: bool = True,
+                 buffer_size: int = 8 << 20, direction_in: bool = True, library=LIBRARY_NAMES,
+                 name: Optional[str] = None):
+        super().__init__(name or f"pcap.{ifname}")
+        _util.check_ifname(ifname)
+        if snaplen < 262144:
+            raise ValueError("snaplen must be >= 262144 so super-packets stay whole")
+        self.ifname = ifname
+        self.ffi, self.lib = ffi, lib = load_libpcap(library)
+        self.version = ffi.string(lib.pcap_lib_version()).decode(errors="replace")
+        self.kernel_drops = 0
+        self.if_drops = 0
+        self.rx_truncated = 0
+        self.rx_errors = 0
+        self.direction_in = False
+        self.warnings: list[str] = []
+        err = ffi.new("char[]", ERRBUF_SIZE)
+        p = lib.pcap_create(ifname.encode(), err)
+        if p == ffi.NULL:
+            raise BackendError(f"pcap_create({ifname}): {ffi.string(err).decode(errors='replace')}")
+        self._p = p
+        try:
+            lib.pcap_set_snaplen(p, snaplen)
+            lib.pcap_set_promisc(p, 1 if promisc else 0)
+            lib.pcap_set_immediate_mode(p, 1)
+            lib.pcap_set_buffer_size(p, buffer_size)
+            lib.pcap_set_timeout(p, 1)
+            rc = lib.pcap_activate(p)
+            if rc < 0:
+                self._raise_activate(rc)
+            if rc > 0:
+                w = f"{self._status(rc)}: {self._geterr()}"
+                self.warnings.append(w)
+                self.log.warning("%s: pcap_activate warning: %s", self.name, w)
+            if lib.pcap_datalink(p) != DLT_EN10MB:
+                raise BackendError(f"{ifname} is not an Ethernet interface "
+                                   f"(pcap link type {lib.pcap_datalink(p)})")
+            if lib.pcap_setnonblock(p, 1, err) < 0:
+                raise BackendError(f"pcap_setnonblock: {ffi.string(err).decode(errors='replace')}")
+            if direction_in:
+                if lib.pcap_setdirection(p, PCAP_D_IN) == 0:
+                    self.direction_in = True
+                else:  # the bridge then filters frames by source MAC
+                    self.warnings.append(f"pcap_setdirection: {self._geterr()}")
+            self._fd = lib.pcap_get_selectable_fd(p)
+            self._hdr = ffi.new("struct pcap_pkthdr **")
+            self._data = ffi.new("const unsigned char **")
+            self._stat = ffi.new("struct pcap_stat *")
+            # a socket in the same namespace for interface-flag queries (link_up)
+            import socket
+
+            self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except BaseException:
+            lib.pcap_close(p)
+            self._p = None
+            raise
+
+    def _status(self, rc: int) -> str:
+        return self.ffi.string(self.lib.pcap_statustostr(rc)).decode(errors="replace")
+
+    def _geterr(self) -> str:
+        return self.ffi.string(self.lib.pcap_geterr(self._p)).decode(errors="replace")
+
+    def _raise_activate(self, rc: int):
+        msg = f"pcap_activate({self.ifname}): {self._status(rc)}: {self._geterr()}"
+        if rc == PCAP_ERROR_NO_SUCH_DEVICE:
+            raise NoSuchInterface(msg + " (see `ip link`; the name is looked up in this namespace)")
+        if rc in (PCAP_ERROR_PERM_DENIED, PCAP_ERROR_PROMISC_PERM_DENIED):
+            raise PermissionDenied(msg + " — live capture needs CAP_NET_RAW (and CAP_NET_ADMIN for "
+                                   "promiscuous mode / buffer size): run as root or "
+                                   "`setcap cap_net_raw,cap_net_admin+ep` on the interpreter")
+        if rc == PCAP_ERROR_IFACE_NOT_UP:
+            raise BackendError(msg + f" (bring it up: ip link set {self.ifname} up)")
+        raise BackendError(msg)
+
+    # -- contract ------------------------------------------------------------------------------
+    @property
+    def link_up(self) -> bool:
+        return not self.closed and _util.interface_running(self._ctl, self.ifname)
+
+    def fileno(self) -> Optional[int]:
+        return None if self.closed or self._fd < 0 else self._fd
+
+    def poll(self, now_ns: int, limit: int = 64) -> list:
+        out = []
+        if self.closed:
+            return out
+        lib, ffi, p, h, d = self.lib, self.ffi, self._p, self._hdr, self._data
+        while len(out) < limit:
+            rc = lib.pcap_next_ex(p, h, d)
+            if rc == 1:
+                hdr = h[0]
+                caplen, wirelen = hdr.caplen, hdr.len
+                frame = bytes(ffi.buffer(d[0], caplen))  # copy now: valid until the next call
+                if caplen < wirelen:
+                    self.rx_truncated += 1
+                    self.conditions.hit("rx:truncated", "%s: frames cut at snaplen (%d < %d)",
+                                        self.name, caplen, wirelen)
+                    continue
+                self._rx(frame)
+                out.append(Packet(now_ns, frame, None))
+            elif rc == 0:
+                break
+            else:
+                self.rx_errors += 1
+                self.conditions.hit("rx:error", "%s: pcap_next_ex: %s", self.name, self._geterr())
+                break
+        if out and "rx:error" in self.conditions.active:
+            self.conditions.clear("rx:error")
+        return out
+
+    def send(self, frame: bytes, t_ns: int) -> bool:
+        if self.closed:
+            return self._tx_fail("closed")
+        n = self.lib.pcap_inject(self._p, frame, len(frame))
+        if n < 0:
+            e = self.ffi.errno
+            reason = _util.TX_REASONS.get(e, "error")
+            return self._tx_fail(reason, self._geterr())
+        self._tx_ok(frame)
+        return True
+
+    def stats(self) -> dict:
+        self._read_stats()
+        s = super().stats()
+        s.update(ifname=self.ifname, if_drops=self.if_drops, rx_truncated=self.rx_truncated,
+                 rx_errors=self.rx_errors, direction_in=self.direction_in, libpcap=self.version)
+        return s
+
+    def _read_stats(self) -> None:
+        if not self.closed and self.lib.pcap_stats(self._p, self._stat) == 0:
+            self.kernel_drops = self._stat.ps_drop
+            self.if_drops = self._stat.ps_ifdrop
+
+    def close(self) -> None:
+        if not self.closed and self._p is not None:
+            self._read_stats()
+            self.lib.pcap_close(self._p)
+            self._p = None
+            self._ctl.close()
+        super().close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
