@@ -16,3 +16,11 @@ __all__ = [
     "BackendError", "BackendUnavailable", "PermissionDenied", "NoSuchInterface", "CaptureFormatError",
     "VirtualCable", "CableEnd", "Null", "AfPacket", "Pcap", "Tap",
 ]
+
+try:  # the bridge is another engineer's module; the backends work without it
+    from .bridge import Bridge, PcapngTee  # noqa: F401
+except ImportError:  # pragma: no cover - only while bridge.py is absent or broken
+    pass
+else:
+    __all__ += ["Bridge", "PcapngTee"]
+
