@@ -1,0 +1,54 @@
+/* a2065net: checksum, CRC-32 and segmentation core of the A2065 emulator's host bridge.
+ *
+ * Pure functions over caller buffers: no allocation, no global state besides tables and the
+ * code-path choice made once at load time. Semantics of a2065_segment: native/SPEC.md.
+ * The cffi build (native/_build.py) pastes the declarations below between the CDEF markers.
+ */
+#ifndef A2065NET_H
+#define A2065NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF-BEGIN */
+#define A2065_CSUM_NONE 0
+#define A2065_CSUM_PARTIAL 1
+#define A2065_CSUM_DETECT 2
+
+#define A2065_ERR_TRUNCATED -1
+#define A2065_ERR_ETHERTYPE -2
+#define A2065_ERR_VLAN -3
+#define A2065_ERR_IPHDR -4
+#define A2065_ERR_FRAGMENT -5
+#define A2065_ERR_EXTHDR -6
+#define A2065_ERR_PROTO -7
+#define A2065_ERR_TCPHDR -8
+#define A2065_ERR_URG -9
+#define A2065_ERR_MSS -10
+#define A2065_ERR_UDPHDR -11
+#define A2065_ERR_UDP_NOSEG -12
+#define A2065_ERR_OUT_SPACE -13
+#define A2065_ERR_TABLE_SPACE -14
+#define A2065_ERR_ARG -15
+
+/* RFC 1071: ~fold(sum of big-endian 16-bit words of p[0..n) + initial) & 0xFFFF. */
+uint16_t a2065_checksum(const uint8_t *p, size_t n, uint32_t initial);
+
+/* CRC-32 (IEEE 802.3), equal to zlib's crc32(crc, p, n). */
+uint32_t a2065_crc32(const uint8_t *p, size_t n, uint32_t crc);
+
+/* native/SPEC.md. Writes frames back to back into out[0..out_cap) and (offset, length) pairs
+ * into table[0 .. 2*table_cap). Returns the frame count, or a negative A2065_ERR_*. */
+int a2065_segment(const uint8_t *frame, size_t len, uint32_t gso_size, uint32_t mss, int csum,
+                  uint32_t csum_start, uint32_t csum_offset, int append_fcs,
+                  uint8_t *out, size_t out_cap, uint32_t *table, size_t table_cap);
+
+/* "checksum=<avx2|portable> crc32=<pclmul|slice8>": the paths chosen at load time. */
+const char *a2065_impl_info(void);
+
+/* Tests and benchmarks: choose the wide checksum / PCLMUL CRC paths (0 = portable).
+ * Returns 0, or A2065_ERR_ARG if the CPU lacks a requested feature (nothing changed). */
+int a2065_set_impl(int checksum_wide, int crc_clmul);
+/* CDEF-END */
+
+#endif
