@@ -54,12 +54,11 @@ class Rig:
         return _W.unpack_from(self.ram, self.off(addr))[0]
 
     def put(self, addr: int, data: bytes) -> None:
-        o = self.off(addr)
-        self.ram[o:o + len(data)] = data
+        for i, b in enumerate(data):  # wraps at 32 KB like the board
+            self.ram[self.off(addr + i)] = b
 
     def get(self, addr: int, n: int) -> bytes:
-        o = self.off(addr)
-        return bytes(self.ram[o:o + n])
+        return bytes(self.ram[self.off(addr + i)] for i in range(n))
 
     def csr_write(self, n: int, v: int) -> None:
         self.chip.write_rap(n)
