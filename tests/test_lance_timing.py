@@ -1,0 +1,167 @@
+"""Emulated-time behaviour: wire timing figures, polls, event order (ref: reference §9, 802.3)."""
+import zlib
+
+from hypothesis import given, strategies as st
+
+from lance import CSR0, RMD1, TMD1, RxStatus
+from lance.testing import Rig, frame
+from lance.timing import (
+    IFG_NS, TX_POLL_NS, cycles_from_ns, frame_period_ns, ns_from_cycles, wire_ns,
+)
+
+
+def wire(**kw):
+    r = Rig(timing="wire", **kw)
+    r.init()
+    return r
+
+
+def test_a_1518_byte_frame_occupies_1230_4_us_with_its_gap():
+    assert frame_period_ns(1518) == 1_230_400
+
+
+def test_64_byte_frames_are_spaced_67_2_us():
+    assert frame_period_ns(64) == 67_200
+
+
+def test_ns_from_cycles_is_exact_integer_math():
+    assert ns_from_cycles(7_093_790, 7_093_790) == 1_000_000_000
+    assert ns_from_cycles(10**15, 7_093_790) == 10**15 * 10**9 // 7_093_790
+    assert isinstance(ns_from_cycles(3, 7), int)
+
+
+@given(st.integers(0, 10**12), st.integers(1, 10**9))
+def test_cycles_and_ns_round_trip_never_overshoot(cycles, hz):
+    assert cycles_from_ns(ns_from_cycles(cycles, hz), hz) <= cycles
+
+
+def test_received_frame_is_stored_when_its_last_bit_arrives():
+    r = wire()
+    f = frame(length=1514)
+    assert r.chip.receive(f) is RxStatus.ACCEPTED
+    done = wire_ns(1518)
+    assert r.chip.next_deadline() == done
+    r.chip.advance_to(done - 1)
+    assert r.rmd(0)[1] & RMD1.OWN and not r.csr0 & CSR0.RINT
+    r.chip.advance_to(done)
+    assert r.rmd(0)[3] == 1518 and r.csr0 & CSR0.RINT
+    assert r.irq_edges == [True]
+
+
+def test_the_receiver_is_busy_until_the_gap_after_a_frame():
+    r = wire()
+    r.chip.receive(frame(length=60))
+    assert r.chip.rx_idle_at() == 67_200
+    assert not r.chip.rx_ready(60)
+    r.chip.advance_to(67_199)
+    assert r.chip.receive(frame()) is RxStatus.BUSY
+    r.chip.advance_to(67_200)
+    assert r.chip.rx_ready(60)
+    assert r.chip.receive(frame()) is RxStatus.ACCEPTED
+
+
+def test_a_filtered_frame_still_occupies_the_wire():
+    r = wire()
+    assert r.chip.receive(frame(dst=bytes.fromhex("020000000099"))) is RxStatus.FILTERED
+    assert r.chip.rx_idle_at() == 67_200
+
+
+def test_rx_idle_at_is_now_in_fast_timing():
+    r = Rig()
+    r.init()
+    r.chip.advance_to(5000)
+    r.chip.receive(frame())
+    assert r.chip.rx_idle_at() == 5000
+
+
+def test_miss_is_decided_when_the_frame_completes():
+    r = Rig(timing="wire")
+    r.init(rx_own=False)
+    assert r.chip.receive(frame()) is RxStatus.ACCEPTED
+    r.set_rmd(0, own=True)  # the driver returns a buffer while the frame is on the wire
+    r.chip.advance_to(wire_ns(64))
+    assert r.rmd(0)[3] == 64 and not r.csr0 & CSR0.MISS
+
+
+def test_tdmd_polls_at_once_and_the_frame_completes_after_its_wire_time():
+    r = wire()
+    f = frame(length=1514)
+    r.queue_tx(0, f, tdmd=True)
+    assert not r.csr0 & CSR0.TDMD
+    assert r.tmd(0)[1] & TMD1.OWN and r.sent == []
+    assert r.chip.next_deadline() == wire_ns(1518)
+    r.chip.advance_to(wire_ns(1518))
+    assert not r.tmd(0)[1] & TMD1.OWN and r.csr0 & CSR0.TINT
+    assert r.sent == [(f + zlib.crc32(f).to_bytes(4, "little"), wire_ns(1518))]
+
+
+def test_back_to_back_transmit_keeps_the_inter_frame_gap():
+    r = wire()
+    r.queue_tx(0, frame(length=60))
+    r.queue_tx(1, frame(length=60), tdmd=True)
+    r.chip.advance_to(10 * 67_200)
+    t = [s[1] for s in r.sent]
+    assert t == [wire_ns(64), wire_ns(64) + IFG_NS + wire_ns(64)]
+
+
+def test_tdmd_during_a_transmission_is_served_after_the_gap():
+    r = wire()
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    r.chip.advance_to(1000)
+    r.queue_tx(1, frame(length=60), tdmd=True)
+    r.chip.advance_to(wire_ns(64) + IFG_NS)
+    assert len(r.sent) == 1
+    r.chip.advance_to(wire_ns(64) + IFG_NS + wire_ns(64))
+    assert len(r.sent) == 2
+
+
+def test_the_1_6_ms_poll_is_a_deadline_in_wire_timing_too():
+    r = wire()
+    assert r.chip.next_deadline() == TX_POLL_NS
+    r.queue_tx(0, frame(length=60))
+    r.chip.advance_to(TX_POLL_NS)
+    assert r.chip.next_deadline() == TX_POLL_NS + wire_ns(64)
+
+
+def test_advance_to_an_earlier_time_is_ignored():
+    r = wire()
+    r.chip.advance_to(1000)
+    r.chip.advance_to(10)
+    assert r.chip.now == 1000
+
+
+def test_events_run_in_time_order_within_one_advance():
+    r = wire()
+    order = []
+    r.chip.irq = lambda level: order.append((r.chip.now, hex(r.csr0 & 0x0600)))
+    r.chip.receive(frame(length=1514))  # RX done at 1.2144 ms
+    r.queue_tx(0, frame(length=60), tdmd=True)  # TX done at 57.6 us
+    r.chip.advance_to(2 * TX_POLL_NS)
+    assert order[0] == (wire_ns(64), "0x200")
+    assert r.rmd(0)[3] == 1518
+
+
+def test_stop_aborts_frames_in_flight_and_accounts_for_them():
+    r = wire()
+    r.chip.receive(frame())
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    r.csr_write(0, CSR0.STOP)
+    assert r.chip.next_deadline() is None
+    r.chip.advance_to(TX_POLL_NS)
+    assert r.sent == [] and r.rmd(0)[1] & RMD1.OWN
+    c = r.chip.counters
+    assert c.rx_dropped_stopped == 1 and c.tx_aborted == 1 and r.chip.counters_balanced()
+
+
+def test_in_flight_frames_count_in_the_balance():
+    r = wire()
+    r.chip.receive(frame())
+    assert r.chip.counters.rx_in_flight == 1 and r.chip.counters_balanced()
+
+
+def test_a_csr0_read_after_advance_shows_completed_events():
+    r = wire()
+    r.chip.receive(frame())
+    r.chip.advance_to(wire_ns(64))
+    r.chip.write_rap(0)
+    assert r.chip.read_rdp() & CSR0.RINT
