@@ -9,12 +9,14 @@ from .base import (
     PacketMeta,
     PermissionDenied,
 )
-from .backends import AfPacket, CableEnd, Null, Pcap, Tap, VirtualCable
+from .backends import (AfPacket, CableEnd, Null, Pcap, PcapngRecorder, PcapngReplay, Tap,
+                       VirtualCable)
 
 __all__ = [
     "Backend", "Packet", "PacketMeta",
     "BackendError", "BackendUnavailable", "PermissionDenied", "NoSuchInterface", "CaptureFormatError",
     "VirtualCable", "CableEnd", "Null", "AfPacket", "Pcap", "Tap",
+    "PcapngReplay", "PcapngRecorder",
 ]
 
 try:  # the bridge is another engineer's module; the backends work without it
