@@ -50,7 +50,11 @@ ETH_MIN = 60              # shortest frame without FCS on the wire; shorter ones
 LEGACY_MAX = 1600         # the old bridges' size limit
 LEGACY_QUEUE_FRAMES = 10  # the old bridges' queue
 FCS_LEN = 4
-SUPER_PACKET_ROOM = 65536 + 1024  # what one poll may add to the queue (one 64 KB super-packet)
+# What one polled packet may add to the queue (backpressure): a 64 KB super-packet grows by one
+# set of headers per segment (45 x 66 B at MSS 1448) and splits into up to ~125 frames at the
+# smallest gso_size seen from real senders (524, host-side reference).
+SUPER_PACKET_ROOM = 80 * 1024
+SUPER_PACKET_FRAMES = 128
 
 # native.CSUM_* (native/SPEC.md)
 CSUM_NONE, CSUM_PARTIAL, CSUM_DETECT = 0, 1, 2
@@ -554,9 +558,10 @@ class Bridge:
         """How many packets one poll may fetch without overrunning the queue (backpressure)."""
         free_frames = self.queue_frames - len(self._q)
         free_bytes = self.queue_bytes - self._qb
-        if free_frames < 64 or free_bytes < SUPER_PACKET_ROOM:
-            return 0 if self._q else 1
-        return min(self.poll_limit, free_bytes // SUPER_PACKET_ROOM)
+        n = min(free_frames // SUPER_PACKET_FRAMES, free_bytes // SUPER_PACKET_ROOM)
+        if n <= 0:
+            return 0 if self._q else 1  # an empty queue always takes one (tail drop beyond)
+        return min(self.poll_limit, n)
 
     def service(self, now_ns: int) -> int:
         """Pull what the backend has by `now_ns`, run it through the policy, and deliver what the

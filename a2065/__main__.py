@@ -1,0 +1,5 @@
+import sys
+
+from a2065.cli import main
+
+sys.exit(main())
