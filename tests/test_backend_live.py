@@ -216,3 +216,75 @@ def _try_unprivileged():
 def test_without_privileges_each_live_backend_raises_permission_denied_naming_the_capability():
     with netns() as ns:
         assert run_in_ns(ns, _try_unprivileged) == [True, True, True]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+def test_removing_the_interface_mid_run_is_counted_and_never_raises(kind):
+    with veth_namespaces() as t:
+        with in_netns(t.ns_a):
+            be = AfPacket(t.dev_a) if kind == "afpacket" else Pcap(t.dev_a)
+        with be:
+            assert be.send(arp_request(CARD_MAC, CARD_IP, t.ip_b), 0)
+            run(["ip", "link", "del", t.dev_a], ns=t.ns_a)
+            assert not be.link_up
+            for i in range(20):
+                assert be.send(arp_request(CARD_MAC, CARD_IP, t.ip_b), i) is False
+                be.poll(i)
+            s = be.stats()
+            assert s["tx_frames"] == 1 and s["tx_failed_total"] == 20
+            assert len(be.conditions.active) >= 1  # logged once per condition, not per frame
+
+
+class _Refusing:
+    """Wraps a socket; sends fail with `err` while `failing` is set."""
+
+    def __init__(self, sock, err):
+        self.sock, self.err, self.failing = sock, err, True
+
+    def sendmsg(self, *a):
+        if self.failing:
+            raise OSError(self.err, os.strerror(self.err))
+        return self.sock.sendmsg(*a)
+
+    def __getattr__(self, k):
+        return getattr(self.sock, k)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("err,reason", [(11, "eagain"), (105, "enobufs")])
+def test_eagain_and_enobufs_on_inject_are_counted_logged_once_and_sending_resumes(err, reason, caplog):
+    import logging
+
+    with veth_namespaces() as t:
+        with in_netns(t.ns_a):
+            be = AfPacket(t.dev_a)
+        with be:
+            real = be.sock
+            be.sock = _Refusing(real, err)
+            with caplog.at_level(logging.INFO, logger="a2065.backend"):
+                for i in range(30):
+                    assert be.send(arp_request(CARD_MAC, CARD_IP, t.ip_b), i) is False
+                be.sock.failing = False
+                assert be.send(arp_request(CARD_MAC, CARD_IP, t.ip_b), 31)
+            be.sock = real
+            assert be.stats()["tx_failed"] == {reason: 30}
+            msgs = [r.getMessage() for r in caplog.records]
+            assert len([m for m in msgs if "transmit failing" in m]) == 1
+            assert len([m for m in msgs if "cleared" in m]) == 1
+            assert not be.conditions.active
+
+
+@pytest.mark.root
+def test_a_tap_with_vnet_headers_delivers_metadata_and_accepts_header_prefixed_sends():
+    with netns() as ns:
+        with in_netns(ns):
+            tap = Tap(f"a2v{os.getpid() % 100000}", vnet_hdr=True, offload=True)
+            run(["sysctl", "-qw", f"net.ipv6.conf.{tap.ifname}.disable_ipv6=1"], ns=ns, check=False)
+            run(["ip", "addr", "add", "10.206.8.1/24", "dev", tap.ifname], ns=ns)
+            run(["ip", "link", "set", tap.ifname, "up"], ns=ns)
+        with tap:
+            assert tap.send(arp_request(CARD_MAC, "10.206.8.2", "10.206.8.1"), 0)
+            reply, seen = wait_for(tap, lambda f: is_arp_reply(f, "10.206.8.1", CARD_MAC))
+            assert reply is not None, [p.frame.hex() for p in seen]
+            assert reply.meta is not None and reply.meta.gso_type == 0 and reply.meta.gso_size == 0
