@@ -285,3 +285,10 @@ def test_strict_mode_lets_a_chip_exception_through_for_the_test_suite():
     b.write16(0x48, 0xE900)
     with pytest.raises(RuntimeError):
         b.read16(0x4000)
+
+
+def test_the_module_docstring_documents_every_row_of_the_access_table():
+    import a2065.board as board_module
+    doc = board_module.__doc__
+    for start, end, name, *_ in A2065.ACCESS_TABLE:
+        assert f"${start:04X}" in doc and f"${end:04X}" in doc, name
