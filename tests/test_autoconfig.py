@@ -237,3 +237,23 @@ def test_rom_bytes_builds_the_expansionrom_struct_in_order():
     assert rom_bytes(er_type=0xC1, product=0x70, manufacturer=0x0202, serial=0x01020304,
                      flags=0x40, init_diag_vec=0x1234) == bytes.fromhex(
         "c1704000" "0202" "01020304" "1234" "00000000")
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(serial=st.integers(0, 0xFFFFFFFF), variant=st.sampled_from(["commodore", "ameristar"]),
+       base_byte=st.integers(0, 0xFF), word=st.booleans())
+def test_any_serial_reads_back_and_any_base_byte_configures_exactly_there(
+        serial, variant, base_byte, word):
+    b = board(serial=serial, variant=variant)
+    rom = decode_nibbles(b.read8)
+    assert rom[6:10] == serial.to_bytes(4, "big") and rom[0] == 0xC1
+    assert b.mac[3:] == (serial & 0xFFFFFF).to_bytes(3, "big")
+    if word:
+        b.write16(0x48, base_byte << 8)
+    else:
+        b.write8(0x4A, (base_byte & 0xF) << 4)
+        b.write8(0x48, base_byte)
+    assert b.configured and b.base == base_byte << 16
