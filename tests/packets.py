@@ -37,7 +37,7 @@ def inet_checksum(data: bytes) -> int:
 
 def pseudo_header(version: int, src: bytes, dst: bytes, proto: int, length: int) -> bytes:
     if version == 4:
-        return src + dst + struct.pack("!BBH", 0, proto, length)
+        return src + dst + struct.pack("!BBH", 0, proto, length & 0xFFFF)
     return src + dst + struct.pack("!IxxxB", length, proto)
 
 
@@ -52,6 +52,8 @@ def ipv4(payload: bytes, proto: int, *, ident=0x1234, flags=IP_DF, frag_offset=0
     assert len(options) % 4 == 0 and len(options) <= 40
     ihl = 5 + len(options) // 4
     tot = ihl * 4 + len(payload) if total_length is None else total_length
+    if tot > 0xFFFF:
+        tot = 0  # BIG TCP: over 64 KB the length field is 0
     hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, tot, ident, flags | frag_offset, ttl, proto,
                       0, src, dst) + options
     hdr = hdr[:10] + struct.pack("!H", inet_checksum(hdr)) + hdr[12:]
@@ -73,6 +75,8 @@ def ipv6(payload: bytes, nh: int, *, ext_headers=(), payload_length=None, src=IP
         chain += ext_header(nxt, body)
     first = types[0]
     plen = len(chain) + len(payload) if payload_length is None else payload_length
+    if plen > 0xFFFF:
+        plen = 0  # BIG TCP (jumbo): over 64 KB the length field is 0
     return struct.pack("!IHBB16s16s", 0x60000000 | flow, plen, first, hop_limit, src, dst) + chain + payload
 
 
@@ -100,6 +104,7 @@ def tcp_segment(payload: bytes, *, sport=40000, dport=80, seq=1000, ack=1, flags
 
 def udp_datagram(payload: bytes, *, sport=5000, dport=6000, length=None) -> bytes:
     ln = 8 + len(payload) if length is None else length
+    ln &= 0xFFFF if ln <= 0xFFFF else 0
     return struct.pack("!HHHH", sport, dport, ln, 0) + payload
 
 
