@@ -170,10 +170,13 @@ class Machine68kHost:
             self._apply_irq()
             n = min(target - self.cycles, self.max_slice_cycles)
             dl = self._next_deadline()
-            if dl is not None:
-                n = max(1, min(n, cycles_for_ns(dl - self.t0, self.cpu_hz) - self.cycles))
-            self._slice_base = self.cycles
             self._slice_end_ns = self.t0 + ns_from_cycles(self.cycles + n, self.cpu_hz)
+            if dl is not None:
+                to_dl = cycles_for_ns(dl - self.t0, self.cpu_hz) - self.cycles
+                if to_dl <= n:
+                    n = max(1, to_dl)
+                    self._slice_end_ns = dl     # the deadline is this slice's end
+            self._slice_base = self.cycles
             self._in_execute = True
             ran = None
             try:

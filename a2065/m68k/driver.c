@@ -260,7 +260,10 @@ static void reinit(void)
 static uint16_t cksum(const volatile uint8_t *p, uint16_t n)
 {
     uint32_t s = 0;
-    const volatile uint16_t *w = (const volatile uint16_t *)p;
+    const volatile uint32_t *l = (const volatile uint32_t *)p;   /* even is enough on a 68000 */
+    const volatile uint16_t *w;
+    for (; n > 3; n -= 4) { uint32_t v = *l++; s += (v >> 16) + (v & 0xFFFF); }
+    w = (const volatile uint16_t *)l;
     while (n > 1) { s += *w++; n -= 2; }
     if (n) s += (uint16_t)(*(const volatile uint8_t *)w) << 8;
     while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
@@ -269,12 +272,24 @@ static uint16_t cksum(const volatile uint8_t *p, uint16_t n)
 
 /* ---------------------------------------------------------------- transmit ------------- */
 
-/* The next free TX buffer, or 0 (ring full: 3 of 4 in flight, as L-a2065 TX_BUFFS_AVAIL). */
+static void tx_reap_ring(void);
+
+static int tx_room(void)        /* 3 of 4 may be in flight, as L-a2065 TX_BUFFS_AVAIL */
+{
+    return ((tx_old - tx_new - 1) & (TX_N - 1)) != 0
+        && !(cram[txr_off + (tx_new << 3) + 2] & D1_OWN);
+}
+
+/* The next free TX buffer, or 0. A full ring is reaped first: replies are made inside the
+ * interrupt, so a burst of requests would otherwise outrun the TINT that frees the ring. */
 static volatile uint8_t *tx_buffer(void)
 {
-    if (((tx_old - tx_new - 1) & (TX_N - 1)) == 0 || (cram[txr_off + (tx_new << 3) + 2] & D1_OWN)) {
-        MB->tx_full++;
-        return 0;
+    if (!tx_room()) {
+        tx_reap_ring();
+        if (!tx_room()) {
+            MB->tx_full++;
+            return 0;
+        }
     }
     return cram + txbuf[tx_new];
 }
@@ -301,10 +316,9 @@ static void tx_send(uint16_t len)
     tx_new = (tx_new + 1) & (TX_N - 1);
 }
 
-static void tx_reap(void)
+static void tx_reap_ring(void)
 {
     uint16_t n;
-    if (!netbsd) *rdp = C0_TINT | C0_INEA;
     for (n = 0; n < TX_N && tx_old != tx_new; n++) {
         uint16_t d = txr_off + (tx_old << 3);
         uint8_t bits = cram[d + 2];
@@ -323,6 +337,12 @@ static void tx_reap(void)
         }
         tx_old = (tx_old + 1) & (TX_N - 1);
     }
+}
+
+static void tx_reap(void)
+{
+    if (!netbsd) *rdp = C0_TINT | C0_INEA;
+    tx_reap_ring();
     if (!netbsd) *rdp = C0_TINT | C0_INEA;
 }
 
@@ -335,6 +355,12 @@ static int ip_is_mine(const volatile uint8_t *p)
 
 static void copy_out(volatile uint8_t *d, const volatile uint8_t *s, uint16_t n)
 {
+    if (!(((uint32_t)d | (uint32_t)s) & 1)) {            /* both even: words, then a tail byte */
+        volatile uint16_t *dw = (volatile uint16_t *)d;
+        const volatile uint16_t *sw = (const volatile uint16_t *)s;
+        for (; n > 1; n -= 2) *dw++ = *sw++;
+        d = (volatile uint8_t *)dw; s = (const volatile uint8_t *)sw;
+    }
     while (n--) *d++ = *s++;
 }
 
