@@ -179,23 +179,26 @@ def _live_capture(dev, ready_path, idle_s=0.5, max_s=60.0):
     Path(ready_path).write_text("ready")
     first = last = None
     t_end = time.perf_counter() + max_s
-    t_poll = t_seg = 0
+    t_poll = t_seg = c_poll = c_seg = 0
+    cpu = time.thread_time_ns
     while True:
         now = time.perf_counter()
         if now > t_end or (last is not None and now - last > idle_s):
             break
-        t0 = time.perf_counter_ns()
+        c0, t0 = cpu(), time.perf_counter_ns()
         pkts = cap.poll(0, 64)
-        t1 = time.perf_counter_ns()
+        c1, t1 = cpu(), time.perf_counter_ns()
         if not pkts:
             time.sleep(0.0002)
             continue
         for p in pkts:
             br.ingest(p.frame, p.meta)
         br._deliver()
-        t2 = time.perf_counter_ns()
+        c2, t2 = cpu(), time.perf_counter_ns()
         t_poll += t1 - t0
         t_seg += t2 - t1
+        c_poll += c1 - c0
+        c_seg += c2 - c1
         last = time.perf_counter()
         if first is None:
             first = last
@@ -208,7 +211,9 @@ def _live_capture(dev, ready_path, idle_s=0.5, max_s=60.0):
             "delivered_frames": chip.frames, "segment_failures": s["segment_failures"],
             "dropped": s["dropped"], "kernel_drops": bs.get("kernel_drops"), "span_s": span,
             "capture_us_per_packet": round(t_poll / max(1, s["received"]) / 1000, 2),
-            "bridge_us_per_packet": round(t_seg / max(1, s["received"]) / 1000, 2)}
+            "bridge_us_per_packet": round(t_seg / max(1, s["received"]) / 1000, 2),
+            "capture_cpu_us_per_packet": round(c_poll / max(1, s["received"]) / 1000, 2),
+            "bridge_cpu_us_per_packet": round(c_seg / max(1, s["received"]) / 1000, 2)}
 
 
 def bench_afpacket(nbytes, seconds_max=60.0):
