@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netns import (arp_request, icmp_echo, in_netns, is_arp_reply, is_echo_reply, netns, run,
-                   run_in_ns, tcp_bulk, veth_namespaces)
+                   offloads, run_in_ns, tcp_bulk, veth_namespaces)
 from pcap_backend import BackendUnavailable, NoSuchInterface, PermissionDenied
 from pcap_backend.backends.afpacket import AfPacket
 from pcap_backend.backends.pcap import Pcap, load_libpcap
@@ -68,6 +68,8 @@ def _is_tcp_payload_frame(p):
 @pytest.mark.root
 def test_afpacket_on_the_receiving_end_sees_tcp_super_packets_with_gso_size_and_partial_checksum():
     with veth_namespaces() as t:
+        sender = offloads(t.ns_a, t.dev_a)
+        assert sender["tcp-segmentation-offload"] and sender["generic-segmentation-offload"]
         with in_netns(t.ns_b):
             be = AfPacket(t.dev_b)
         with be, Collector(be, _is_tcp_payload_frame) as c:
@@ -84,6 +86,18 @@ def test_afpacket_on_the_receiving_end_sees_tcp_super_packets_with_gso_size_and_
             assert p.meta.gso_size > 0 and len(p.frame) - 66 > p.meta.gso_size
         s = be.stats()
         assert s["rx_frames"] >= len(big) and s["kernel_drops"] is not None
+
+
+@pytest.mark.root
+def test_afpacket_without_vnet_headers_still_marks_super_packets_from_auxdata_status():
+    with veth_namespaces() as t:
+        with in_netns(t.ns_b):
+            be = AfPacket(t.dev_b, vnet_hdr=False)
+        with be, Collector(be, _is_tcp_payload_frame) as c:
+            tcp_bulk(t, 4 << 20)
+        assert c.packets
+        m = c.packets[0].meta
+        assert m.gso_type == GSO_TCPV4 and m.gso_size == 0 and m.csum_partial  # size unknown here
 
 
 @pytest.mark.root
