@@ -302,3 +302,17 @@ def test_a_tap_with_vnet_headers_delivers_metadata_and_accepts_header_prefixed_s
             reply, seen = wait_for(tap, lambda f: is_arp_reply(f, "10.206.8.1", CARD_MAC))
             assert reply is not None, [p.frame.hex() for p in seen]
             assert reply.meta is not None and reply.meta.gso_type == 0 and reply.meta.gso_size == 0
+
+
+@pytest.mark.root
+def test_a_tap_that_is_administratively_down_refuses_sends_as_link_down_until_it_is_up():
+    with netns() as ns:
+        with in_netns(ns):
+            tap = Tap(f"a2d{os.getpid() % 100000}")
+        with tap:
+            assert not tap.link_up
+            assert tap.send(bytes(60), 0) is False
+            run(["ip", "link", "set", tap.ifname, "up"], ns=ns)
+            assert tap.link_up
+            assert tap.send(bytes(60), 1)
+            assert tap.stats()["tx_failed"] == {"link_down": 1} and tap.stats()["tx_frames"] == 1
