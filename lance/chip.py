@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import struct
 import zlib
 
 from .csr import (
     CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
-from .dma import GenericDma
+from .dma import GenericDma, RamDma
 from .filter import BROADCAST
 from .layouts import decode_init
 from .timing import FCS_LEN, IFG_NS, MAX_FRAME, MIN_FRAME, SLOT_NS, TX_POLL_NS, wire_ns
@@ -113,6 +114,12 @@ class Counters:
         return (self.rx_dropped_off + self.rx_dropped_loopback + self.rx_dropped_busy
                 + self.rx_dropped_too_long + self.rx_dropped_runt + self.rx_dropped_buff
                 + self.rx_dropped_stopped)
+
+
+_RX_OFF = RxStatus.RX_OFF
+_ACCEPTED = RxStatus.ACCEPTED
+_DESC_UNPACK = struct.Struct(">4H").unpack_from
+_WORD_PACK = struct.Struct(">H").pack_into
 
 
 class Am7990:
@@ -379,6 +386,20 @@ class Am7990:
         self.now = t
 
     # ------------------------------------------------------------------ guest data helpers
+    @property
+    def dma(self):
+        return self._dma
+
+    @dma.setter
+    def dma(self, port) -> None:
+        """Set the DMA port; a plain RamDma over a power-of-two RAM enables the RX hot path."""
+        self._dma = port
+        self._ram = None
+        self._ram_mask = 0
+        if type(port) is RamDma and port.size == port.mask + 1 and port.size & (port.size - 1) == 0:
+            self._ram = port.ram
+            self._ram_mask = port.mask
+
     def _read_data(self, addr: int, n: int) -> bytes:
         if self._csr3 & _BSWP:
             return self.dma.read(addr, n)
@@ -557,11 +578,11 @@ class Am7990:
         c.rx_offered += 1
         if not self._csr0 & _RXON:
             c.rx_dropped_off += 1
-            return RxStatus.RX_OFF
+            return _RX_OFF
         mode = self._mode
         if mode & _M_LOOP and mode & _M_INTL:
             c.rx_dropped_loopback += 1  # internal loopback: no external reception (ref: DS90)
-            return RxStatus.RX_OFF
+            return _RX_OFF
         n = len(frame)
         if has_fcs:
             if n > MAX_FRAME:
@@ -573,19 +594,28 @@ class Am7990:
         elif n > MAX_FRAME - FCS_LEN:
             c.rx_dropped_too_long += 1
             return RxStatus.TOO_LONG
-        if self._wire and (self._rx_flight is not None or self.now < self._rx_idle_at):
+        wire = self._wire
+        if wire and (self._rx_flight is not None or self.now < self._rx_idle_at):
             c.rx_dropped_busy += 1
             return RxStatus.BUSY
         if not has_fcs and n < MIN_DATA:
             frame = bytes(frame) + bytes(MIN_DATA - n)
             n = MIN_DATA
+        # address filter, inlined (same order as filter.accepts; ref: M, TME)
         dst = bytes(frame[:6])
-        if not self._accepts(dst):
-            c.rx_filtered += 1
-            if self._wire:
-                # the frame still occupies the wire
-                self._rx_idle_at = self.now + wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
-            return RxStatus.FILTERED
+        if not mode & _M_PROM:
+            if not dst[0] & 1:
+                ok = dst == self._padr
+            elif dst == BROADCAST:
+                ok = True
+            else:
+                ok = (self._ladrf >> (63 - (zlib.crc32(dst) >> 26))) & 1
+            if not ok:
+                c.rx_filtered += 1
+                if wire:
+                    # the frame still occupies the wire
+                    self._rx_idle_at = self.now + wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
+                return RxStatus.FILTERED
         if has_fcs:
             data = bytes(frame)
             fcs = b""
@@ -594,13 +624,39 @@ class Am7990:
             data = frame
             fcs = zlib.crc32(frame).to_bytes(4, "little")
             crc_bad = False
-        if self._wire:
+        if wire:
             total = n + len(fcs)
             at = self.now + wire_ns(total)
             self._rx_flight = {"at": at, "frame": bytes(data) + fcs, "crc_bad": crc_bad}
             self._rx_idle_at = at + IFG_NS
             c.rx_in_flight += 1
-            return RxStatus.ACCEPTED
+            return _ACCEPTED
+        ram = self._ram
+        if ram is not None and fcs and self._csr3 & _BSWP:
+            # Hot path: host frame (chip adds the FCS), RamDma over a power-of-two RAM, BSWP=1,
+            # one buffer, no wrap. Same effect as _rx_store.
+            rmask = self._ram_mask
+            idx = self._rx_idx
+            a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
+            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
+            if w1 & _OWN:
+                total = n + 4
+                blen = (-w2) & 0xFFF or 4096
+                b = (((w1 & 0xFF) << 16) | w0) & rmask
+                end = b + n
+                if total <= blen and end + 4 <= rmask + 1:
+                    ram[b:end] = data
+                    ram[end:end + 4] = fcs
+                    _WORD_PACK(ram, a + 6, total)  # RMD3 (MCNT incl. FCS) before RMD1
+                    _WORD_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300)  # STP|ENP, OWN cleared last
+                    self._rx_idx = (idx + 1) & (self._rlen - 1)
+                    c.rx_delivered += 1
+                    c.rx_bytes += total
+                    csr0 = self._csr0 | _RINT
+                    self._csr0 = csr0
+                    if csr0 & _INEA and not self._irq_level:
+                        self._update_irq()
+                    return _ACCEPTED
         st = self._rx_store(data, fcs, crc_bad)
         self._update_irq()
         return st
