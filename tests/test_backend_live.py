@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netns import (arp_request, icmp_echo, in_netns, is_arp_reply, is_echo_reply, netns, run,
-                   offloads, run_in_ns, tcp_bulk, veth_namespaces)
+                   offloads, run_in_ns, set_offloads, tcp_bulk, veth_namespaces)
 from pcap_backend import BackendUnavailable, NoSuchInterface, PermissionDenied
 from pcap_backend.backends.afpacket import AfPacket
 from pcap_backend.backends.pcap import Pcap, load_libpcap
@@ -316,3 +316,26 @@ def test_a_tap_that_is_administratively_down_refuses_sends_as_link_down_until_it
             assert tap.link_up
             assert tap.send(bytes(60), 1)
             assert tap.stats()["tx_failed"] == {"link_down": 1} and tap.stats()["tx_frames"] == 1
+
+
+@pytest.mark.root
+def test_a_tap_made_persistent_beforehand_can_be_attached_to_by_name():
+    name = f"a2p{os.getpid() % 100000}"
+    with netns() as ns:
+        run(["ip", "tuntap", "add", name, "mode", "tap"], ns=ns)
+        with in_netns(ns):
+            tap = Tap(name, create=False)
+        with tap:
+            assert tap.ifname == name and tap.fileno() is not None
+        assert name in run(["ip", "link", "show"], ns=ns).stdout  # persistent: still there
+
+
+@pytest.mark.root
+def test_the_netns_helpers_set_offloads_and_clean_up_their_namespaces():
+    with veth_namespaces() as t:
+        set_offloads(t.ns_a, t.dev_a, tso=False, gso=False)
+        o = offloads(t.ns_a, t.dev_a)
+        assert not o["tcp-segmentation-offload"] and not o["generic-segmentation-offload"]
+        names = (t.ns_a, t.ns_b)
+    listed = run(["ip", "netns", "list"]).stdout
+    assert not any(n in listed for n in names)
