@@ -304,49 +304,94 @@ class Machine68kHost:
                 self.stats["timeslice_ends"] += 1
 
     def _handlers(self, page):
-        stats = self.stats
+        """The six machine68k handlers of one 64 KiB page.
 
-        def read(width, addr):
+        Reads pass no ``now``: a slice never runs past the cards' next deadline, and a write
+        that schedules an earlier event ends the slice, so no card event is due between the
+        slice start (when the cards were caught up) and any read inside it; a read therefore
+        sees exactly what it would see with the card advanced to the instruction's time.
+        Writes do pass ``now`` (integer ns of the instruction) so the events they start
+        (TDMD, INIT, STRT) are scheduled at the right time, then ``_after_write`` checks it.
+        """
+        stats = self.stats
+        keep = self._keep
+        target = self._target
+        now_ns = self.now_ns
+
+        def touch():  # IRQ latency probe: first card access after a rising edge
+            if self._irq_pending_rise is not None:
+                self._touch(now_ns())
+
+        def r8(addr):
             stats["mmio_reads"] += 1
             try:
-                t = self.now_ns()
-                self._touch(t)
-                if width == 8:
-                    obj, a = self._target(page, addr)
-                    return obj.read8(a, now=t) & 0xFF
-                obj, a = self._target(page, addr)
-                hi = obj.read16(a, now=t) & 0xFFFF
-                if width == 16:
-                    return hi
-                a2 = (addr + 2) & 0xFFFFFF
-                obj, a = self._target(a2 & 0xFF0000, a2)
-                return (hi << 16) | (obj.read16(a, now=self.now_ns()) & 0xFFFF)
+                touch()
+                obj, a = target(page, addr)
+                return obj.read8(a) & 0xFF
             except BaseException as e:
-                self._keep(e)
-                return (1 << width) - 1
+                keep(e)
+                return 0xFF
 
-        def write(width, addr, value):
+        def r16(addr):
+            stats["mmio_reads"] += 1
+            try:
+                touch()
+                obj, a = target(page, addr)
+                return obj.read16(a) & 0xFFFF
+            except BaseException as e:
+                keep(e)
+                return 0xFFFF
+
+        def r32(addr):
+            stats["mmio_reads"] += 1
+            try:
+                touch()
+                obj, a = target(page, addr)
+                hi = obj.read16(a) & 0xFFFF           # high word first, as the 68000 bus
+                a2 = (addr + 2) & 0xFFFFFF
+                obj, a = target(a2 & 0xFF0000, a2)
+                return (hi << 16) | (obj.read16(a) & 0xFFFF)
+            except BaseException as e:
+                keep(e)
+                return 0xFFFFFFFF
+
+        def w8(addr, value):
             stats["mmio_writes"] += 1
             try:
-                t = self.now_ns()
+                t = now_ns()
                 self._touch(t)
-                obj, a = self._target(page, addr)
-                if width == 8:
-                    obj.write8(a, value & 0xFF, now=t)
-                elif width == 16:
-                    obj.write16(a, value & 0xFFFF, now=t)
-                else:
-                    obj.write16(a, (value >> 16) & 0xFFFF, now=t)
-                    a2 = (addr + 2) & 0xFFFFFF
-                    obj, a = self._target(a2 & 0xFF0000, a2)
-                    obj.write16(a, value & 0xFFFF, now=self.now_ns())
+                obj, a = target(page, addr)
+                obj.write8(a, value & 0xFF, now=t)
                 self._after_write()
             except BaseException as e:
-                self._keep(e)
+                keep(e)
 
-        return (lambda a: read(8, a), lambda a: read(16, a), lambda a: read(32, a),
-                lambda a, v: write(8, a, v), lambda a, v: write(16, a, v),
-                lambda a, v: write(32, a, v))
+        def w16(addr, value):
+            stats["mmio_writes"] += 1
+            try:
+                t = now_ns()
+                self._touch(t)
+                obj, a = target(page, addr)
+                obj.write16(a, value & 0xFFFF, now=t)
+                self._after_write()
+            except BaseException as e:
+                keep(e)
+
+        def w32(addr, value):
+            stats["mmio_writes"] += 1
+            try:
+                t = now_ns()
+                self._touch(t)
+                obj, a = target(page, addr)
+                obj.write16(a, (value >> 16) & 0xFFFF, now=t)
+                a2 = (addr + 2) & 0xFFFFFF
+                obj, a = target(a2 & 0xFF0000, a2)
+                obj.write16(a, value & 0xFFFF, now=now_ns())
+                self._after_write()
+            except BaseException as e:
+                keep(e)
+
+        return r8, r16, r32, w8, w16, w32
 
     # ------------------------------------------------------------------ bus errors
     def _invalid(self, mode, width, addr):
