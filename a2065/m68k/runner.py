@@ -219,7 +219,7 @@ def scenario_native_error(a: dict) -> dict:
 
 def scenario_bus_error(a: dict) -> dict:
     boards, card = _make_boards(a)
-    host = _host(boards, a)
+    host = _host(boards, {"flags": FL_BUSY_IDLE, **a})   # not STOPped: w_pc takes effect
     booted = _boot(host)
     # at $8000: tst.w $C00000 ; nop ; bra.s * -- $C00000 is nothing on this machine
     host.load(bytes.fromhex("4A7900C00000" "4E71" "60FE"), 0x8000)
@@ -251,23 +251,22 @@ def scenario_idle(a: dict) -> dict:
 def scenario_mmio(a: dict) -> dict:
     """Word reads of RAP in a 68000 loop vs the same loop reading RAM: per-access cost."""
     boards, card = _make_boards({})
-    host = _host(boards, {"flags": 0})
+    host = _host(boards, {"flags": FL_BUSY_IDLE})       # not STOPped: w_pc takes effect
     booted = _boot(host)
     base = _mailbox(host)["base"]
     n = int(a.get("reads", 100_000))
     res = {}
     for what, addr in (("ram", 0x9000), ("rap", base + 0x4002)):
         # $8000: lea addr,a0 ; move.l #n-1,d1 ; loop: move.w (a0),d0 ; subq.l #1,d1 ; bpl.s loop
-        #        ; stop #$2700 ; bra.s *
+        #        ; bra.s *
         code = (bytes.fromhex("41F9") + addr.to_bytes(4, "big") + bytes.fromhex("223C")
-                + (n - 1).to_bytes(4, "big") + bytes.fromhex("3010" "5381" "6AFA" "4E722700"
-                                                             "60FE"))
+                + (n - 1).to_bytes(4, "big") + bytes.fromhex("3010" "5381" "6AFA" "60FE"))
         host.load(code, 0x8000)
         host.cpu.w_sr(0x2700)
         host.cpu.w_pc(0x8000)
         r0 = host.stats["mmio_reads"]
         t0 = time.perf_counter()
-        host.run(n * 40)  # loop is 8+8+10 = 26 cycles per pass on a 68000; STOP absorbs the rest
+        host.run(n * 30)  # 8+8+10 = 26 cycles per pass on a 68000, then bra.s * spins
         res[what] = {"wall_s": time.perf_counter() - t0, "mmio_reads": host.stats["mmio_reads"] - r0}
     per = (res["rap"]["wall_s"] - res["ram"]["wall_s"]) / n
     return {"booted": booted, "reads": n, "runs": res, "mmio_word_access_ns": per * 1e9}
