@@ -141,6 +141,9 @@ class Rig:
             self.board.advance_to(now)
         return self.chip.receive(bytes(data))
 
+    def offer_with_fcs(self, data: bytes):
+        return self.chip.receive(bytes(data), has_fcs=True)
+
     def csr(self, n: int) -> int:
         """Read CSRn from the side (not through the driver's bus log); leaves RAP=0."""
         b = self.board
@@ -544,3 +547,46 @@ def test_linux_wire_timing_serves_a_burst_of_64_byte_frames_at_the_wire_rate():
     rig.drv.service(now=t + period)
     assert list(rig.drv.received) == sent
     assert rig.drv.counters.rx_errors_total == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# error paths the handler must acknowledge
+# ---------------------------------------------------------------------------------------------
+def test_linux_handler_acks_babble_from_an_oversized_transmit_and_keeps_running():
+    rig = Rig()
+    big = frame(OTHER, 1540)                 # fits the 1544-byte buffer, 1544 on the wire
+    assert rig.drv.send(big)
+    assert rig.wire[0][0] == big + fcs(big)  # babble still goes out (ref: section 3 BABL)
+    assert rig.csr(0) & (C0.BABL | C0.ERR) == C0.BABL | C0.ERR
+    rig.drv.service()
+    assert rig.drv.counters.tx_errors["babl"] == 1
+    assert rig.drv.counters.tx_frames == 1
+    assert rig.csr(0) == IDLE_RUNNING
+    assert not rig.board.irq_asserted
+
+
+def test_linux_lost_carrier_sets_lcar_and_err_and_the_driver_counts_it_without_resetting():
+    rig = Rig()
+    rig.link_up = False
+    assert rig.drv.send(frame(OTHER, 100))
+    tmd = rig.words(0x8098)
+    assert tmd[1] >> 8 == T1.ERR | T1.STP | T1.ENP
+    assert tmd[3] == T3.LCAR
+    rig.drv.service()
+    assert rig.drv.counters.tx_errors["carrier"] == 1
+    assert rig.drv.counters.resets == 0 and rig.drv.counters.tx_frames == 0
+    assert rig.csr(0) == IDLE_RUNNING
+
+
+def test_linux_frame_with_a_bad_fcs_is_stored_with_err_crc_and_counted_not_delivered():
+    rig = Rig()
+    f = frame(rig.board.mac, 100)
+    bad = f + bytes(4)
+    assert rig.offer_with_fcs(bad).name == "ACCEPTED"
+    assert rig.words(0x8018)[1] >> 8 == R1.ERR | R1.CRC | R1.STP | R1.ENP
+    good = f + fcs(f)
+    assert rig.offer_with_fcs(good).name == "ACCEPTED"
+    rig.drv.service()
+    assert rig.drv.counters.rx_errors["crc"] == 1
+    assert list(rig.drv.received) == [f]
+    assert rig.csr(0) == IDLE_RUNNING

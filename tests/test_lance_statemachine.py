@@ -131,7 +131,7 @@ class CheckingDma:
         self.inner.write(addr, data)
 
 
-def _make_board(timing, edges, wire):
+def _make_board(timing, edges, wire, checking=True):
     dmas = []
 
     def factory(ram, *, irq, transmit, timing):
@@ -148,19 +148,66 @@ def _make_board(timing, edges, wire):
         wire.append(bytes(data))
         return True
 
+    if not checking:   # the board's own RamDma: the chip's fast paths run; checked by RAM diffs
+        return A2065(timing=timing, irq=on_irq, transmit=on_tx, strict=True), None
     board = A2065(timing=timing, irq=on_irq, transmit=on_tx, strict=True, chip_factory=factory)
     return board, dmas[0]
+
+
+def ram_diff_violations(chip, before: bytes, after: bytes) -> list:
+    """What a chip-only action changed, checked against what the chip owned before it.
+
+    Used where the chip runs on the board's plain RamDma (its hot paths), so writes cannot be
+    intercepted: descriptors changed must have been owned, words 0/2 and HADR unchanged, OWN never
+    set; changed data bytes must lie in buffers of receive descriptors owned before."""
+    out = []
+    if len(after) != len(before):
+        return [f"board RAM changed size: {len(before)} -> {len(after)} bytes"]
+    if after == before:
+        return out
+    w = lambda m, a: (m[a & 0x7FFF] << 8) | m[(a + 1) & 0x7FFF]
+    claimed = set()
+    for kind, (base, n, _i) in (("rx", chip.rx_ring), ("tx", chip.tx_ring)):
+        for i in range(n):
+            d = (base + 8 * i) & 0x7FFF
+            claimed.update(range(d, d + 8))
+            if before[d:d + 8] == after[d:d + 8]:
+                if kind == "rx" and w(before, d + 2) & 0x8000:
+                    buf = ((w(before, d + 2) & 0xFF) << 16 | w(before, d)) & 0x7FFF
+                    claimed.update(range(buf, buf + ((-w(before, d + 4)) & 0xFFF or 4096)))
+                continue
+            b1, a1 = w(before, d + 2), w(after, d + 2)
+            if not b1 & 0x8000:
+                out.append(f"{kind} descriptor {i} changed while not owned")
+            if w(before, d) != w(after, d) or w(before, d + 4) != w(after, d + 4):
+                out.append(f"{kind} descriptor {i}: word 0 or 2 changed")
+            if (b1 & 0xFF) != (a1 & 0xFF) or (a1 & 0x8000 and not b1 & 0x8000):
+                out.append(f"{kind} descriptor {i}: HADR changed or OWN set")
+            if kind == "rx" and b1 & 0x8000:
+                buf = ((b1 & 0xFF) << 16 | w(before, d)) & 0x7FFF
+                claimed.update(range(buf, buf + ((-w(before, d + 4)) & 0xFFF or 4096)))
+                if not a1 & 0x8000 and a1 & 0x0300 == 0x0300 and not a1 & 0x4000:
+                    mcnt = w(after, d + 6) & 0xFFF
+                    if zlib.crc32(after[buf:buf + mcnt]) != _RESIDUE:
+                        out.append(f"rx descriptor {i}: MCNT {mcnt} does not end at a good FCS")
+    changed = [k for k in range(len(after)) if after[k] != before[k] and k not in claimed]
+    if changed:
+        out.append(f"chip changed {len(changed)} bytes outside owned descriptors/buffers, "
+                   f"first at {changed[0]:#06x}")
+    return out
 
 
 class CardMachine(RuleBasedStateMachine):
     driver_cls = LinuxA2065Driver
     timing = "fast"
+    checking = True   # False: the board's plain RamDma (chip hot paths), checked by RAM diffs
 
     @initialize(promisc=st.booleans(), groups=st.sets(st.sampled_from(GROUPS), max_size=3))
     def bring_up(self, promisc, groups):
         self.edges: list = []
         self.wire: list = []
-        self.board, self.dma = _make_board(self.timing, self.edges, self.wire)
+        self.board, self.dma = _make_board(self.timing, self.edges, self.wire, self.checking)
+        self.diff_violations: list = []
         self.t = 1_000_000_000
         self.board.advance_to(self.t)
         self.drv = self.driver_cls(self.board, promisc=promisc, multicast=sorted(groups),
@@ -189,24 +236,51 @@ class CardMachine(RuleBasedStateMachine):
     # -- frame arrivals ---------------------------------------------------------------------
     @rule(kind=st.sampled_from(["unicast", "broadcast", "group", "other_group", "stranger"]),
           length=st.one_of(st.integers(0, 1600), st.sampled_from([0, 13, 14, 59, 60, 1514, 1515])),
-          group=st.sampled_from(GROUPS), seed=st.integers(0, 255))
-    def arrive(self, kind, length, group, seed):
+          group=st.sampled_from(GROUPS), seed=st.integers(0, 255),
+          fcs=st.sampled_from(["chip", "chip", "good", "bad"]))
+    def arrive(self, kind, length, group, seed, fcs):
+        """A frame from the wire: without FCS (the chip pads and appends one), or carrying a
+        good or a bad FCS (has_fcs=True)."""
         dst = {"unicast": self.board.mac, "broadcast": BCAST, "group": group,
                "other_group": bytes.fromhex("01000c0000aa"), "stranger": STRANGER}[kind]
         f = frame(dst, max(length, 0), seed=seed) if length >= 14 else (dst + OTHER)[:length]
+        has_fcs = fcs != "chip"
+        if has_fcs:
+            f = f + (zlib.crc32(f).to_bytes(4, "little") if fcs == "good" else b"\xba\xd0\xfc\x5e")
         before = self.chip.counters.rx_delivered
-        res = self.chip.receive(f).name
+        res = self._chip_only(lambda: self.chip.receive(f, has_fcs=has_fcs)).name
         self.offered += 1
+        head = (padded(f) if not has_fcs else f)[:6]
         if res == "FILTERED":
-            assert not self._expect_accept(padded(f)[:6]), f"filter dropped {kind}"
+            assert not self._expect_accept(head), f"filter dropped {kind}"
         if res == "ACCEPTED":
-            assert len(f) <= 1514
-            assert self._expect_accept(padded(f)[:6]), f"filter took {kind}"
-            self.accepted.append(padded(f))
+            assert len(f) <= (1518 if has_fcs else 1514)
+            assert not has_fcs or len(f) >= 64
+            assert self._expect_accept(head), f"filter took {kind}"
+            if not has_fcs:
+                self.accepted.append(padded(f))
+            elif fcs == "good":
+                self.accepted.append(f[:-4])
             if self.timing == "fast":
                 assert self.chip.counters.rx_delivered == before + 1
+                base, n, idx = self.chip.rx_ring
+                d = (base + 8 * ((idx - 1) % n)) & 0x7FFF
+                ram = self.board.ram
+                mcnt = ((ram[d + 6] << 8) | ram[d + 7]) & 0xFFF
+                assert mcnt == (len(f) if has_fcs else len(padded(f)) + 4), "MCNT"
         if res == "TOO_LONG":
-            assert len(f) > 1514
+            assert len(f) > (1518 if has_fcs else 1514)
+        if res == "RUNT":
+            assert has_fcs and len(f) < 64
+
+    def _chip_only(self, action):
+        """Run an action only the chip takes part in; with the plain board, diff the RAM."""
+        if self.checking:
+            return action()
+        before = bytes(self.board.ram)
+        r = action()
+        self.diff_violations += ram_diff_violations(self.chip, before, bytes(self.board.ram))
+        return r
 
     # -- driver actions ---------------------------------------------------------------------
     @rule(length=st.integers(0, 1514), seed=st.integers(0, 255))
@@ -220,7 +294,7 @@ class CardMachine(RuleBasedStateMachine):
     @rule(dt=st.one_of(st.integers(0, 3_000_000), st.sampled_from([1_600_000, 5_100_000_000])))
     def time_step(self, dt):
         self.t += dt
-        self.board.advance_to(self.t)
+        self._chip_only(lambda: self.board.advance_to(self.t))
         self.drv.now = self.t
 
     @rule(groups=st.sets(st.sampled_from(GROUPS), max_size=3), promisc=st.booleans())
@@ -251,7 +325,10 @@ class CardMachine(RuleBasedStateMachine):
     # -- invariants -------------------------------------------------------------------------
     @invariant()
     def chip_writes_only_what_it_owns(self):
-        assert self.dma.violations == [], self.dma.violations[:5]
+        if self.dma is not None:
+            assert self.dma.violations == [], self.dma.violations[:5]
+        assert self.diff_violations == [], self.diff_violations[:5]
+        assert len(self.board.ram) == 0x8000
 
     @invariant()
     def irq_line_is_intr_and_inea_and_changes_by_edges(self):
@@ -301,6 +378,15 @@ class LinuxWireMachine(CardMachine):
     timing = "wire"
 
 
+class LinuxFastHotPathMachine(CardMachine):
+    checking = False
+
+
+class LinuxWireHotPathMachine(CardMachine):
+    timing = "wire"
+    checking = False
+
+
 class NetBSDFastMachine(CardMachine):
     driver_cls = NetBSDLeDriver
 
@@ -318,3 +404,7 @@ TestNetBSDFast = NetBSDFastMachine.TestCase
 TestNetBSDFast.settings = _settings()
 TestNetBSDWire = NetBSDWireMachine.TestCase
 TestNetBSDWire.settings = _settings()
+TestLinuxFastHotPath = LinuxFastHotPathMachine.TestCase
+TestLinuxFastHotPath.settings = _settings()
+TestLinuxWireHotPath = LinuxWireHotPathMachine.TestCase
+TestLinuxWireHotPath.settings = _settings()
