@@ -105,3 +105,12 @@ def test_restore_keeps_the_irq_level_without_calling_back():
     assert c2.irq_asserted and edges == []
     c2.write_rdp(CSR0.INEA | CSR0.RINT)
     assert edges == [False]
+
+
+def test_restore_takes_the_timing_mode_from_the_snapshot():
+    r = Rig(timing="wire")
+    r.init()
+    r.chip.receive(frame())
+    c2 = Am7990(RamDma(bytearray(r.ram)), timing="fast")
+    c2.restore(r.chip.snapshot())
+    assert c2.timing == "wire" and c2.rx_idle_at() == r.chip.rx_idle_at()

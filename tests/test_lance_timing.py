@@ -165,3 +165,21 @@ def test_a_csr0_read_after_advance_shows_completed_events():
     r.chip.advance_to(wire_ns(64))
     r.chip.write_rap(0)
     assert r.chip.read_rdp() & CSR0.RINT
+
+
+def test_link_down_in_wire_timing_writes_lcar_at_completion():
+    r = Rig(timing="wire", link=False)
+    r.init()
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    assert r.tmd(0)[3] == 0
+    r.chip.advance_to(wire_ns(64))
+    assert r.tmd(0)[3] & 0x0800 and r.tmd(0)[1] & TMD1.ERR
+
+
+def test_chip_now_only_moves_through_advance_to():
+    r = wire()
+    r.chip.receive(frame())
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    assert r.chip.now == 0
+    r.chip.advance_to(123)
+    assert r.chip.now == 123

@@ -307,3 +307,12 @@ def test_counters_count_frames_bytes_and_errors():
     r.queue_tx(0, frame(length=60), tdmd=True)
     c = r.chip.counters
     assert (c.tx_frames, c.tx_bytes, c.tx_errors, c.tx_lcar) == (1, 64, 1, 1)
+
+
+def test_bswp_0_chain_with_odd_lengths_is_gathered_in_order():
+    r = Rig(bswp=False)
+    r.init()
+    f = frame(length=201)
+    r.queue_tx(1, f[101:], stp=False, enp=True)
+    r.queue_tx(0, f[:101], stp=True, enp=False, tdmd=True)
+    assert r.sent[0][0][:-4] == f
