@@ -249,3 +249,64 @@ def test_driver_derives_the_ameristar_mac_from_its_oui():
     r = run_scenario("driver", {"variant": "ameristar", "serial": 0xABCDEF})
     assert r["boot"]["mailbox"]["mac"] == "00:00:9f:ab:cd:ef"
     assert r["padr"] == "00009fabcdef"
+
+
+# ---------------------------------------------------------------- register access sequences
+
+STOP, INIT, STRT, TDMD, INEA, IDON, RINT, TINT, INTR = (0x0004, 0x0001, 0x0002, 0x0008, 0x0040,
+                                                       0x0100, 0x0400, 0x0200, 0x0080)
+BSWP = 0x0004
+
+
+def test_linux_style_brings_the_chip_up_with_linux_register_sequence():
+    r = run_scenario("driver", {"trace": True})
+    boot = [tuple(x) for x in r["trace"][:r["boot"]["trace_len"]]]
+    head, poll, tail = boot[:10], boot[10:-2], boot[-2:]
+    assert head == [("rap", 0), ("w", STOP), ("rap", 1), ("w", 0x8000), ("rap", 2), ("w", 0),
+                    ("rap", 3), ("w", BSWP), ("rap", 0), ("w", INIT)]
+    assert 1 <= len(poll) <= 100 and all(op == "r" for op, _ in poll)
+    assert poll[-1][1] & IDON and not poll[-1][1] & 0x8000
+    assert tail == [("w", IDON), ("w", INEA | STRT)]          # IDON acked before INEA is set
+
+
+def test_netbsd_style_writes_rap_before_every_rdp_access_and_starts_in_one_write():
+    r = run_scenario("driver", {"trace": True, "flags": FL_NETBSD,
+                                "frames": [arp_request().hex(), ping(1).hex()]})
+    trace = [tuple(x) for x in r["trace"]]
+    for i, (op, _) in enumerate(trace):
+        if op in ("r", "w"):
+            assert i > 0 and trace[i - 1][0] == "rap", trace[max(0, i - 3):i + 1]
+    boot = trace[:r["boot"]["trace_len"]]
+    writes = [v for op, v in boot if op == "w"]
+    assert writes[0] == STOP and writes[-1] == INEA | STRT | IDON and writes[-2] == INIT
+    assert [v for op, v in boot if op == "rap"][:4] == [0, 3, 1, 2]   # CSR3 before CSR1/CSR2
+    assert r["mailbox"]["arp_replies"] == 1 and r["mailbox"]["echo_replies"] == 1
+
+
+def test_linux_style_interrupt_acks_with_inea_clear_and_reenables_it_last():
+    r = run_scenario("driver", {"trace": True, "frames": [arp_request().hex()]})
+    isr = [tuple(x) for x in r["trace"][r["boot"]["trace_len"]:]]
+    assert isr[0] == ("rap", 0) and isr[1][0] == "r"
+    csr0 = isr[1][1]
+    assert csr0 & INTR and csr0 & RINT and csr0 & INEA
+    assert isr[2] == ("w", csr0 & ~(INEA | TDMD | STOP | STRT | INIT))
+    assert ("w", INEA | TDMD) in isr                          # the ARP reply was demanded out
+    # every interrupt ends by re-enabling INEA with the error/IDON bits, after RAP=0
+    ends = [i for i, x in enumerate(isr) if x == ("w", 0x7940)]
+    assert len(ends) == r["mailbox"]["interrupts"] == 2
+    assert all(isr[i - 1] == ("rap", 0) for i in ends)
+    assert isr[-1] == ("w", 0x7940)
+
+
+def test_wire_timing_replies_leave_after_the_request_has_arrived_and_irqs_stay_paired():
+    r = run_driver([arp_request(), ping(1), ping(2)], timing="wire")
+    assert [g[:-4] for g in tx_frames(r)] == [arp_reply_expected(), echo_reply_expected(1),
+                                            echo_reply_expected(2)]
+    mb = r["mailbox"]
+    assert mb["interrupts"] == 6 and mb["rx_frames"] == 3 and mb["tx_frames"] == 3
+    levels = [lvl for _, lvl in r["irq_edges"]]
+    assert levels == [2, 0] * 6
+    rises = [t for t, lvl in r["irq_edges"] if lvl]
+    for i, tx in enumerate(r["tx"]):      # per frame: RINT, then the reply, then its TINT
+        assert rises[2 * i] < tx["t_ns"] <= rises[2 * i + 1]
+    assert all(0 < x < 200_000 for x in r["irq_latencies_ns"])

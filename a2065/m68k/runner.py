@@ -103,9 +103,12 @@ def scenario_driver(a: dict) -> dict:
                 return card_end.send(frame[:-4], t_ns)   # cables carry frames without FCS
             return True
         card.lance.transmit = transmit
+    trace = []
+    if card is not None and a.get("trace"):
+        _trace_registers(card.lance, trace)
     host = _host(boards, a)
     booted = _boot(host)
-    boot = {"booted": booted, "cycles": host.cycles, "mailbox": _mailbox(host),
+    boot = {"booted": booted, "trace_len": len(trace), "cycles": host.cycles, "mailbox": _mailbox(host),
             "irq_edges": len(host.irq_edges)}
     statuses = []
     spacing = int(a.get("spacing_cycles", 30_000))
@@ -152,7 +155,27 @@ def scenario_driver(a: dict) -> dict:
         "states": [b.autoconfig.state for b in boards],
         "csr0": card.lance.csr0 if card else None,
         "padr": card.lance.padr.hex() if card else None,
+        "trace": trace,
     }
+
+
+def _trace_registers(chip, log):
+    """Log every RAP/RDP access the CPU makes: ("rap", value), ("w", value), ("r", value)."""
+    w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
+
+    def write_rap(v):
+        log.append(("rap", v & 0xFFFF))
+        return w_rap(v)
+
+    def write_rdp(v):
+        log.append(("w", v & 0xFFFF))
+        return w_rdp(v)
+
+    def read_rdp():
+        v = r_rdp()
+        log.append(("r", v & 0xFFFF))
+        return v
+    chip.write_rap, chip.write_rdp, chip.read_rdp = write_rap, write_rdp, read_rdp
 
 
 def scenario_callback_error(a: dict) -> dict:
