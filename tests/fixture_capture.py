@@ -137,10 +137,13 @@ def read_pcapng(data: bytes) -> list[CapturedPacket]:
     except CaptureFormatError:
         raise
     # python-pcapng raises its own exceptions for bad files, but on hostile bytes its decoders also
-    # let struct/unicode/index/key/type errors and recursion through (found by native/fuzz); all
+    # let struct/unicode/index/key/type errors and recursion through, and OSError from
+    # socket.inet_ntoa on a short address option (found by native/fuzz/fuzz_pcapng.py, kept in
+    # fixtures/regressions/). The input is bytes in memory, so an OSError here is never I/O: all
     # of them mean "this is not a file we can read".
     except (PcapngException, struct.error, ValueError, IndexError, KeyError, TypeError,
-            AttributeError, OverflowError, EOFError, RecursionError, MemoryError) as e:
+            AttributeError, OverflowError, EOFError, RecursionError, MemoryError, RuntimeError,
+            OSError) as e:
         raise CaptureFormatError(f"{type(e).__name__}: {e}") from e
     return out
 
