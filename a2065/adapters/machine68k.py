@@ -35,6 +35,7 @@ schedules an earlier card event ends the slice too.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 from typing import Iterable, Optional
@@ -48,6 +49,7 @@ NTSC_HZ = 7_159_090
 PAGE = 0x10000
 INT2 = 2
 VEC_BUS_ERROR = 2
+LOG_MAX = 100_000
 
 _IN_USE = False
 
@@ -105,9 +107,10 @@ class Machine68kHost:
         self._bus_fault = None          # (addr, write, width) pending bus error
         self._irq_cpu = 0               # level the CPU has been given
         self._irq_pending_rise = None   # ns of a rising edge not yet followed by a card access
-        self.irq_edges: list = []       # (t_ns, level) of the OR of all cards' INT2
-        self.irq_latencies_ns: list = []
-        self.invalid_accesses: list = []
+        # bounded logs (the newest LOG_MAX entries): a host may run for hours
+        self.irq_edges = collections.deque(maxlen=LOG_MAX)   # (t_ns, level) of the INT2 OR
+        self.irq_latencies_ns = collections.deque(maxlen=LOG_MAX)
+        self.invalid_accesses = collections.deque(maxlen=LOG_MAX)  # (t_ns, "R"/"W", width, addr)
         self.errors_raised = 0
         self.stats = {"slices": 0, "mmio_reads": 0, "mmio_writes": 0, "timeslice_ends": 0,
                       "bus_errors": 0}

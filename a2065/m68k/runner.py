@@ -134,7 +134,7 @@ def scenario_driver(a: dict) -> dict:
     replies_on_cable = []
     if host_end is not None:
         replies_on_cable = [p.frame.hex() for p in host_end.poll(host.now_ns() + 10**9, 1000)]
-    lat = host.irq_latencies_ns
+    lat = list(host.irq_latencies_ns)
     return {
         "boot": boot,
         "mailbox": _mailbox(host),
@@ -142,13 +142,13 @@ def scenario_driver(a: dict) -> dict:
         "sent": sent_frames,
         "tx": tx_log,
         "replies_on_cable": replies_on_cable,
-        "irq_edges": host.irq_edges,
+        "irq_edges": list(host.irq_edges),
         "irq_latencies_ns": lat,
         "cycles": host.cycles,
         "now_ns": host.now_ns(),
         "chip_now": card.now if card else None,
         "stats": host.stats,
-        "invalid_accesses": host.invalid_accesses,
+        "invalid_accesses": list(host.invalid_accesses),
         "chip_counters": vars(card.lance.counters) if card else None,
         "board_stats": card.stats if card else None,
         "bases": [getattr(b.autoconfig, "base", None) for b in boards],
@@ -248,7 +248,7 @@ def scenario_bus_error(a: dict) -> dict:
     host.load(bytes.fromhex("4A7900C00000" "4E71" "60FE"), 0x8000)
     host.cpu.w_pc(0x8000)
     host.run(10_000)
-    return {"booted": booted, "mailbox": _mailbox(host), "invalid": host.invalid_accesses,
+    return {"booted": booted, "mailbox": _mailbox(host), "invalid": list(host.invalid_accesses),
             "bus_errors": host.stats["bus_errors"]}
 
 
