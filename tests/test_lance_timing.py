@@ -183,3 +183,29 @@ def test_chip_now_only_moves_through_advance_to():
     assert r.chip.now == 0
     r.chip.advance_to(123)
     assert r.chip.now == 123
+
+
+def test_one_long_advance_equals_many_short_ones():
+    a, b = wire(), wire()
+    for r in (a, b):
+        r.chip.receive(frame())
+        r.queue_tx(0, frame(length=60), tdmd=True)
+    hour = 3600 * 10**9
+    a.chip.advance_to(hour)
+    t = 0
+    while t < hour:
+        t = min(hour, t + 7 * TX_POLL_NS // 3)
+        b.chip.advance_to(t)
+    assert a.chip.snapshot() == b.chip.snapshot() and a.ram == b.ram
+    assert a.chip.next_deadline() > hour
+
+
+def test_an_hour_of_idle_time_costs_no_more_than_a_few_steps():
+    r = wire()
+    r.chip.advance_to(3600 * 10**9)
+    assert r.chip.counters.polls == 3600 * 10**9 // TX_POLL_NS
+    r.queue_tx(0, frame(length=60))
+    r.chip.advance_to(r.chip.next_deadline())
+    assert len(r.sent) == 0 and r.chip.next_deadline() is not None
+    r.chip.advance_to(r.chip.next_deadline())
+    assert len(r.sent) == 1
