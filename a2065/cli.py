@@ -7,14 +7,17 @@ Subcommands::
                    [--delivery lossless|hardware] [--direction auto|in|out|all] [--mac MAC]
                    [--record OUT.pcapng] [--json]
     a2065 inspect  SNAPSHOT [--json]
-    a2065 bridge   (not yet available)
+    a2065 bridge   --iface IF [--backend afpacket|pcap|tap] [--timing wire|fast]
+                   [--policy segment|drop-legacy] [--guest-tap NAME] [--duration S]
+                   [--record FILE] [--json]
     a2065 bench    (not yet available)
 
 Exit codes (scripts can rely on them):
 
     0  success (demo: the stream the guest received under `segment` matched the capture)
     1  runtime failure: a run failed, a verification did not match, an input file exists but
-       cannot be parsed (corrupt pcapng or snapshot)
+       cannot be parsed (corrupt pcapng or snapshot), a missing privilege or library (the
+       message says which)
     2  usage error: bad or missing arguments, an input file that does not exist, a subcommand
        that is not available yet
 
@@ -453,6 +456,89 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def _open_backend(kind: str, iface: str):
+    from pcap_backend.base import BackendError, NoSuchInterface
+    try:
+        if kind == "afpacket":
+            from pcap_backend.backends.afpacket import AfPacket
+            return AfPacket(iface)
+        if kind == "pcap":
+            from pcap_backend.backends.pcap import Pcap
+            return Pcap(iface)
+        from pcap_backend.backends.tap import Tap
+        return Tap(iface)
+    except NoSuchInterface as e:
+        raise UsageError(f"{e}; list interfaces with `ip link`") from e
+    except ValueError as e:  # bad interface name
+        raise UsageError(f"--iface {iface!r}: {e}") from e
+    except BackendError as e:
+        raise Failure(str(e)) from e
+
+
+def cmd_bridge(args) -> int:
+    """Live bridging: host interface <-> backend <-> bridge <-> card <-> Linux-style driver <->
+    guest TAP (the guest's network stack is whatever sits behind that TAP)."""
+    from a2065.runner import Runner
+    from pcap_backend.base import BackendError
+    from pcap_backend.bridge import PcapngTee
+    if not args.iface:
+        raise UsageError("--iface is required: the host interface to bridge to (see `ip link`)")
+    backend = _open_backend(args.backend, args.iface)
+    guest = None
+    rec = None
+    try:
+        try:
+            from pcap_backend.backends.tap import Tap
+            guest = Tap(args.guest_tap)
+        except BackendError as e:
+            raise Failure(f"guest TAP {args.guest_tap}: {e}") from e
+        mac = _parse_mac(args.mac) if args.mac else None
+        if args.record:
+            rec = PcapngTee(args.record, comment=f"a2065 bridge on {args.iface} ({args.backend})")
+        runner = Runner(backend, policy=args.policy, timing=args.timing, mac=mac,
+                        on_receive=lambda f, t: guest.send(f, t), recorder=rec)
+        sent = {"n": 0, "busy": 0}
+
+        def pump(r):  # what the guest's stack sends goes out through the driver
+            for p in guest.poll(r.now, 16):
+                if r.driver.send(p.frame):
+                    sent["n"] += 1
+                else:
+                    sent["busy"] += 1
+
+        if not args.json:
+            print(f"bridging {args.iface} ({args.backend}) <-> A2065 {runner.driver.mac.hex(':')} <-> "
+                  f"TAP {guest.ifname}; {args.policy}, {args.timing} timing; Ctrl-C stops",
+                  file=sys.stderr if not sys.stdout.isatty() else sys.stdout)
+        interrupted = False
+        try:
+            runner.run_live(args.duration, on_step=pump, extra_fds=[guest.fileno()])
+        except KeyboardInterrupt:
+            interrupted = True
+        st = runner.stats()
+        st["guest_tx_frames"] = sent["n"]
+        st["guest_tx_busy"] = sent["busy"]
+        st["interrupted"] = interrupted
+    finally:
+        if rec is not None:
+            rec.close()
+        if guest is not None:
+            guest.close()
+        backend.close()
+    if args.json:
+        print(json.dumps(st, indent=2, default=str))
+    else:
+        b = st["bridge"]
+        rows = [["received / super-packets", f"{b['received']:,} / {b['super_packets']:,}"],
+                ["segments made", f"{b['segments_made']:,}"],
+                ["delivered to the card", f"{b['delivered']:,} ({b['delivered_bytes']:,} B)"],
+                ["dropped", _drops(b["dropped"])],
+                ["transmitted / failed", f"{b['transmitted']:,} / {b['tx_failed']:,}"],
+                ["guest frames out / busy", f"{sent['n']:,} / {sent['busy']:,}"]]
+        print(_table(rows, ["", ""]))
+    return EXIT_OK
+
+
 def cmd_not_yet(args) -> int:
     raise UsageError(f"'{args.command}' is not available yet in this version; use 'a2065 replay' "
                      f"or 'a2065 demo' meanwhile (see a2065 --help)")
@@ -516,15 +602,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
     i.set_defaults(func=cmd_inspect)
 
-    b = sub.add_parser("bridge", help="live bridging to a host interface (not available yet)",
-                       description="Live bridging with the Python driver and a TAP for the guest. "
-                       "Not available in this version.")
-    b.add_argument("--iface", help="host interface")
-    b.add_argument("--backend", choices=("pcap", "afpacket", "tap"))
-    b.add_argument("--timing", choices=("wire", "fast"))
-    b.add_argument("--policy", choices=("segment", "drop-legacy"))
-    b.add_argument("--record", metavar="FILE")
-    b.set_defaults(func=cmd_not_yet)
+    b = sub.add_parser("bridge", help="live bridging between a host interface and a guest TAP "
+                       "(root or CAP_NET_RAW/CAP_NET_ADMIN)",
+                       description="Live bridging: frames from a host interface go through the "
+                       "bridge into the emulated card and the Linux-style driver, which hands "
+                       "them to a TAP device (the guest's network stack sits behind it); what the "
+                       "guest sends goes back out the same way. Ctrl-C stops and prints counters.")
+    b.add_argument("--iface", help="host interface to bridge to (required)")
+    b.add_argument("--backend", choices=("afpacket", "pcap", "tap"), default="afpacket",
+                   help="afpacket (default, Linux, exact super-packet metadata), pcap (libpcap), "
+                   "or tap (create TAP --iface for the host side)")
+    b.add_argument("--timing", choices=("wire", "fast"), default="wire")
+    b.add_argument("--policy", choices=("segment", "drop-legacy"), default="segment")
+    b.add_argument("--guest-tap", default="a2065g%d", help="TAP device for the guest (default a2065g%%d)")
+    b.add_argument("--mac", help="the card's MAC (default: from the board's serial)")
+    b.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    b.add_argument("--record", metavar="FILE", help="pcapng of both directions at the card")
+    b.add_argument("--json", action="store_true", help="print the final counters as JSON")
+    b.set_defaults(func=cmd_bridge)
 
     be = sub.add_parser("bench", help="run the benchmarks (not available yet; use python bench/*.py)",
                         description="Run the benchmarks and write JSON and plots. Not available "

@@ -377,24 +377,29 @@ class Runner:
         return self
 
     def run_live(self, seconds: Optional[float] = None, *, stop: Optional[Callable[[], bool]] = None,
-                 max_sleep_ns: int = 1_000_000) -> "Runner":
+                 max_sleep_ns: int = 1_000_000, on_step: Optional[Callable[["Runner"], None]] = None,
+                 extra_fds=()) -> "Runner":
         """Live time: emulated ns = monotonic ns since start (plus where the board already is).
-        Sleeps until the next deadline or the backend's fd is readable (at most max_sleep_ns)."""
+        Sleeps until the next deadline or a descriptor (the backend's, `extra_fds`) is readable,
+        at most max_sleep_ns. `on_step(runner)` runs after every step (e.g. to pump a guest TAP)."""
         import select
         start = time.monotonic_ns()
         base = self.now
-        fd = self.backend.fileno() if hasattr(self.backend, "fileno") else None
+        fds = [f for f in ([self.backend.fileno()] if hasattr(self.backend, "fileno") else [])
+               if f is not None] + [f for f in extra_fds if f is not None]
         end = None if seconds is None else start + int(seconds * 1e9)
         while True:
             wall = time.monotonic_ns()
             if (end is not None and wall >= end) or (stop is not None and stop()):
                 break
             self.step(base + wall - start)
+            if on_step is not None:
+                on_step(self)
             t = self.next_deadline()
             wait = max_sleep_ns if t is None else max(0, min(max_sleep_ns, t - (base + time.monotonic_ns() - start)))
             if wait:
-                if fd is not None:
-                    select.select([fd], [], [], wait / 1e9)
+                if fds:
+                    select.select(fds, [], [], wait / 1e9)
                 else:
                     time.sleep(wait / 1e9)
         return self

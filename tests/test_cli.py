@@ -105,10 +105,19 @@ def test_replay_with_drop_legacy_shows_the_oversize_drops():
     assert "legacy_oversize" in r.stdout
 
 
-def test_bridge_and_bench_are_not_available_yet_and_exit_2():
-    for sub in ("bridge", "bench"):
-        r = a2065(sub)
-        assert r.returncode == 2 and "not available yet" in r.stderr
+def test_bench_is_not_available_yet_and_exits_2():
+    r = a2065("bench")
+    assert r.returncode == 2 and "not available yet" in r.stderr
+
+
+def test_bridge_without_iface_is_a_usage_error_that_says_what_to_give():
+    r = a2065("bridge")
+    assert r.returncode == 2 and "--iface is required" in r.stderr
+
+
+def test_bridge_to_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
+    r = a2065("bridge", "--iface", "nosuch0", "--duration", "1")
+    assert r.returncode == 2 and "ip link" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_inspect_prints_version_time_csrs_and_ring_state(tmp_path):
