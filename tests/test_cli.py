@@ -142,3 +142,9 @@ def test_inspect_of_a_file_that_is_not_a_snapshot_exits_1(tmp_path):
     p.write_bytes(b"\0" * 64)
     r = a2065("inspect", p)
     assert r.returncode == 1 and "not a readable A2065 snapshot" in r.stderr
+
+
+def test_inspect_reads_the_released_v1_snapshot_fixture():
+    r = a2065("inspect", ROOT / "fixtures" / "snapshots" / "a2065-v1-running-rx.snap")
+    assert r.returncode == 0, r.stderr
+    assert "version 1" in r.stdout and "wire timing" in r.stdout and "PADR=00:80:10:12:34:56" in r.stdout
