@@ -88,3 +88,14 @@ def test_idle_with_the_card_ends_slices_at_the_tx_poll_and_takes_no_interrupts()
     # 2 M cycles = 282 ms: the 1.6 ms TX poll bounds every slice with the card
     assert with_card["slices"] >= 282_000_000 // 1_600_000
     assert without["slices"] < with_card["slices"]
+
+
+def test_the_reset_instruction_unconfigures_the_card_and_the_driver_configures_it_again():
+    r = run_scenario("reset_instruction")
+    assert r["booted"] and r["before"] == ["configured"]
+    assert r["bus_resets"] == 1 and r["after_reset"] == ["unconfigured"]
+    assert r["window"] == [0xCF, 0x1F, 0x8F, 0xFF]   # er_Type C1, er_Product 0x70 inverted
+    assert r["old_base_rap"] == 0xFFFF                # the old base is open bus now
+    assert r["rebooted"] and r["states"] == ["configured"]
+    assert r["mailbox"]["base"] == 0xE90000 and r["mailbox"]["boards"] == 1
+    assert r["csr0"] == 0x0073

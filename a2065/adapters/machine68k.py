@@ -24,6 +24,9 @@ docs/architecture.md "68000 program and machine68k adapter"):
   ``execute()``. This adapter does not rely on that: every handler catches, keeps the *first*
   exception, returns an all-ones value, ends the slice, and ``run()`` re-raises it after the
   card has been caught up, so nothing is lost even if several handlers fail in one slice.
+* The RESET instruction calls ``set_reset_instr_callback``: the adapter resets the Zorro chain
+  (bus reset), so cards return to $E80000 unconfigured. ``reset()`` (``pulse_reset``) is the
+  CPU's reset input only.
 * One machine per process (all CPU and memory state is global C data): creating a second
   ``Machine68kHost`` in a process raises ``RuntimeError``. Run each scenario in its own process
   (``python -m a2065.adapters.m68k_runner``, used by the tests and the benchmark).
@@ -125,6 +128,8 @@ class Machine68kHost:
             if b.autoconfig.configured:
                 self._map_board(b)
         self.mem.set_invalid_func(self._invalid)
+        self.cpu.set_reset_instr_callback(self._reset_instruction)
+        self.bus_resets = 0
         self._irq_level = self._or_level()
 
     # ------------------------------------------------------------------ loading / reset
@@ -134,6 +139,16 @@ class Machine68kHost:
     def reset(self) -> None:
         """68000 RESET: reload SSP/PC from $0/$4 (the chain is not reset: call chain.reset())."""
         self.cpu.pulse_reset()
+
+    def _reset_instruction(self, *_):
+        """The 68000 RESET instruction drives the bus reset line: every board goes back to
+        unconfigured (ref: HRM, reference section 2). Pages stay registered (no unmap); their
+        handlers fall back to the chain's routing, so the old base reads as open bus."""
+        self.bus_resets += 1
+        try:
+            self.chain.reset()
+        except BaseException as e:
+            self._keep(e)
 
     def read_block(self, addr: int, size: int) -> bytes:
         return bytes(self.mem.r_block(int(addr), int(size)))

@@ -532,7 +532,12 @@ int main(void)
 {
     uint32_t base, ip;
     uint16_t flags = MB->flags;
+    volatile uint8_t *z;
     MB->state = ST_BOOT;
+    /* a boot starts its results and counters from zero (RAM survives a reset); the host's
+     * parameters ip and flags lie before 'boards' and are kept */
+    for (z = (volatile uint8_t *)&MB->boards; z < (volatile uint8_t *)(MB + 1); z++)
+        *z = 0;
     netbsd = flags & FL_NETBSD;
     ip = MB->ip;
     myip[0] = (uint8_t)(ip >> 24); myip[1] = (uint8_t)(ip >> 16);

@@ -10,6 +10,7 @@ Scenarios
   callback_error  a card register read raises inside a machine68k callback (strict board)
   native_error    the same with a bare machine68k callback (no adapter): what machine68k does
   bus_error       the CPU reads an address nothing answers (adapter-made bus error, vector 2)
+  reset_instruction  the CPU executes RESET (bus reset) after boot, then boots again
   idle            the idle loop for a number of cycles with or without a card (benchmark)
   mmio            a tight 68000 loop of word reads from RAP vs from RAM (benchmark)
 """
@@ -252,6 +253,27 @@ def scenario_bus_error(a: dict) -> dict:
             "bus_errors": host.stats["bus_errors"]}
 
 
+def scenario_reset_instruction(a: dict) -> dict:
+    """After boot the CPU executes RESET; then the CPU is reset and the driver boots again."""
+    boards, card = _make_boards(a)
+    host = _host(boards, {"flags": FL_BUSY_IDLE, **a})
+    booted = _boot(host)
+    before = [b.autoconfig.state for b in boards]
+    host.load(bytes.fromhex("4E70" "60FE"), 0x8000)        # reset ; bra.s *
+    host.cpu.w_pc(0x8000)
+    host.run(1_000)
+    after_reset = [b.autoconfig.state for b in boards]
+    window = [host.mem.cpu_r8(0xE80000 + off) for off in (0, 2, 4, 6)]
+    old_base_rap = host.mem.cpu_r16(0xE94002)
+    host.load(bytes(2), 0x400 + 0x06)                       # mailbox.state = 0
+    host.reset()
+    rebooted = _boot(host)
+    return {"booted": booted, "before": before, "after_reset": after_reset,
+            "window": window, "old_base_rap": old_base_rap, "bus_resets": host.bus_resets,
+            "rebooted": rebooted, "states": [b.autoconfig.state for b in boards],
+            "mailbox": _mailbox(host), "csr0": card.lance.csr0 if card else None}
+
+
 def scenario_idle(a: dict) -> dict:
     """The driver idling in its busy loop for ``cycles`` (2 instructions per iteration)."""
     with_card = a.get("card", True)
@@ -300,6 +322,7 @@ SCENARIOS = {
     "callback_error": scenario_callback_error,
     "native_error": scenario_native_error,
     "bus_error": scenario_bus_error,
+    "reset_instruction": scenario_reset_instruction,
     "idle": scenario_idle,
     "mmio": scenario_mmio,
 }
