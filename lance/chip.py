@@ -110,6 +110,12 @@ class Counters:
     polls: int = 0
 
     @property
+    def rx_dropped_by(self) -> dict:
+        """Dropped frames by reason: {"off": n, "loopback": n, "busy": n, ...}."""
+        return {f.name[len("rx_dropped_"):]: getattr(self, f.name)
+                for f in dataclasses.fields(self) if f.name.startswith("rx_dropped_")}
+
+    @property
     def rx_dropped(self) -> int:
         return (self.rx_dropped_off + self.rx_dropped_loopback + self.rx_dropped_busy
                 + self.rx_dropped_too_long + self.rx_dropped_runt + self.rx_dropped_buff
@@ -128,7 +134,7 @@ class Am7990:
     def __init__(self, dma, *, irq=None, transmit=None, timing="fast", name="lance"):
         if timing not in ("fast", "wire"):
             raise ValueError(f"timing must be 'fast' or 'wire', not {timing!r}")
-        self.dma = dma if hasattr(dma, "read_desc") else GenericDma(dma)
+        self.dma = dma
         self.irq = irq
         self.transmit = transmit
         self.timing = timing
@@ -401,7 +407,10 @@ class Am7990:
 
     @dma.setter
     def dma(self, port) -> None:
-        """Set the DMA port; a plain RamDma over a power-of-two RAM enables the RX hot path."""
+        """Set the DMA port (any DmaPort; one without ``read_desc`` is wrapped in GenericDma).
+        A plain RamDma over a power-of-two RAM also enables the RX hot path."""
+        if not hasattr(port, "read_desc"):
+            port = GenericDma(port)
         self._dma = port
         self._ram = None
         self._ram_mask = 0

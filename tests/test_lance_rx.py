@@ -264,3 +264,11 @@ def test_the_receive_hot_path_stores_exactly_what_the_generic_path_stores():
             r.give_back_rx((i + 3) % 4)
     assert fast.ram == slow.ram
     assert fast.chip.snapshot() == slow.chip.snapshot()
+
+
+def test_dropped_frames_are_reported_by_reason():
+    r = running()
+    r.chip.receive(frame(length=2000))
+    r.chip.receive(bytes(10), has_fcs=True)
+    by = r.chip.counters.rx_dropped_by
+    assert by["too_long"] == 1 and by["runt"] == 1 and sum(by.values()) == r.chip.counters.rx_dropped
