@@ -40,21 +40,28 @@ def _cdef():
 
 _require_compiler()
 
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef())
-ffibuilder.set_source(
-    "native._native",
-    '#include "a2065net.h"',
-    # relative to the project root (where setup.py runs) so that setuptools accepts the path
-    sources=[os.path.relpath(os.path.join(SRC, "a2065net.c"))],
-    include_dirs=[SRC],
-    extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-    + shlex.split(os.environ.get("A2065_CFLAGS", "")),
-    extra_link_args=shlex.split(os.environ.get("A2065_LDFLAGS", "")),
-)
+def make_builder(absolute_paths=False):
+    """The FFI builder. setuptools wants a source path relative to the project root (where
+    setup.py runs); ffibuilder.compile() changes directory, so direct builds use absolute paths."""
+    src = os.path.join(SRC, "a2065net.c")
+    builder = FFI()
+    builder.cdef(_cdef())
+    builder.set_source(
+        "native._native",
+        '#include "a2065net.h"',
+        sources=[src if absolute_paths else os.path.relpath(src)],
+        include_dirs=[SRC],
+        extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+        + shlex.split(os.environ.get("A2065_CFLAGS", "")),
+        extra_link_args=shlex.split(os.environ.get("A2065_LDFLAGS", "")),
+    )
+    return builder
+
+
+ffibuilder = make_builder()
 
 if __name__ == "__main__":
     import sys
 
-    ffibuilder.compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(HERE),
+    make_builder(absolute_paths=True).compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(HERE),
                        verbose=True)
