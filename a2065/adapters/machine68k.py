@@ -43,7 +43,7 @@ import ctypes
 import logging
 from typing import Iterable, Optional
 
-from ..autoconfig import CONFIG_WINDOW, E_EXPANSIONBASE, ZorroChain
+from ..autoconfig import E_EXPANSIONBASE, ZorroChain
 
 log = logging.getLogger("a2065.adapters.machine68k")
 
