@@ -592,43 +592,56 @@ class Bridge:
             self._status_names[st] = name
         return name
 
+    _REASONS = {"FILTERED": "filtered", "MISSED": "missed", "RX_OFF": "rx_off",
+                "TOO_LONG": "too_long", "RUNT": "runt"}
+
     def _deliver(self) -> int:
+        """Offer queued frames to the chip while it can take them (hot path: locals only)."""
         q = self._q
         if not q:
             return 0
         chip = self.chip
-        wire = self._wire
-        lossless = self._lossless
+        receive = chip.receive
+        ready = chip.rx_ready if self._lossless else None
+        idle_at = chip.rx_idle_at if self._wire else None
+        names = self._status_names
         rec = self.recorder
-        n = 0
         now = self.now
+        n = 0
+        nbytes = 0
         while q:
-            if wire and chip.rx_idle_at() > now:
+            if idle_at is not None and idle_at() > now:
                 break
             f = q[0]
-            if lossless and not chip.rx_ready(len(f)):
+            if ready is not None and not ready(len(f)):
                 break
-            st = self._status_name(chip.receive(f))
-            if st == "BUSY":
+            st = receive(f)
+            name = names.get(st)
+            if name is None:
+                name = self._status_name(st)
+            if name == "ACCEPTED":
+                q.popleft()
+                n += 1
+                nbytes += len(f)
+                if rec is not None:
+                    rec.record(getattr(chip, "now", now), f, False)
+                continue
+            if name == "BUSY":
                 self.busy_retries += 1
                 break
             q.popleft()
             self._qb -= len(f)
-            if st == "ACCEPTED":
-                self.delivered += 1
-                self.delivered_bytes += len(f)
-                n += 1
-                if rec is not None:
-                    rec.record(getattr(chip, "now", now), f, False)
-            else:
-                reason = {"FILTERED": "filtered", "MISSED": "missed", "RX_OFF": "rx_off",
-                          "TOO_LONG": "too_long", "RUNT": "runt"}.get(st, st.lower())
-                self._drop(reason)
-                if reason == "missed":
-                    self._once("miss", "hardware delivery: frames MISSed (no receive descriptor "
-                               "owned by the chip)", level=logging.INFO)
-                elif reason not in ("filtered",):
-                    self._once("chip:" + reason, "chip refused a frame: %s", st)
+            reason = self._REASONS.get(name, name.lower())
+            self._drop(reason)
+            if reason == "missed":
+                self._once("miss", "hardware delivery: frames MISSed (no receive descriptor "
+                           "owned by the chip)", level=logging.INFO)
+            elif reason != "filtered":
+                self._once("chip:" + reason, "chip refused a frame: %s", name)
+        if n:
+            self.delivered += n
+            self.delivered_bytes += nbytes
+            self._qb -= nbytes
         return n
 
     def next_deadline(self) -> Optional[int]:
