@@ -1,0 +1,41 @@
+"""Shared pieces of the user-mode backends (passt, libslirp, VDE): typed errors, the factory.
+
+    from pcap_backend.backends.usermode import make_usermode_backend
+    backend = make_usermode_backend("slirp", hostfwd=[("tcp", "127.0.0.1", 8022, 22)])
+
+Errors (all `BackendError`): `BackendUnavailable` names the Debian package when a library or
+program is missing; `PeerUnreachable` when the daemon/switch cannot be reached at open;
+`PeerGone` (a `PeerUnreachable`) is what a backend records (``backend.error``) and logs once when
+the daemon exits or the switch goes away while running: the link is then down, sends fail with
+reason ``peer_gone`` and `raise_if_failed()` raises it.
+"""
+from __future__ import annotations
+
+from ..base import BackendError
+
+__all__ = ["PeerUnreachable", "PeerGone", "USERMODE_BACKENDS", "make_usermode_backend"]
+
+USERMODE_BACKENDS = ("passt", "slirp", "vde")
+
+
+class PeerUnreachable(BackendError):
+    """The daemon (passt) or switch (VDE) could not be started or reached."""
+
+
+class PeerGone(PeerUnreachable):
+    """The daemon exited or the switch closed the connection while the backend was open."""
+
+
+def make_usermode_backend(name: str, **opts):
+    """Build a user-mode backend by name: "passt" → `Passt(**opts)`, "slirp" → `Slirp(**opts)`,
+    "vde" → `Vde(**opts)` (for the CLI's ``bridge --backend``)."""
+    if name == "passt":
+        from .passt import Passt
+        return Passt(**opts)
+    if name == "slirp":
+        from .slirp import Slirp
+        return Slirp(**opts)
+    if name == "vde":
+        from .vde import Vde
+        return Vde(**opts)
+    raise ValueError(f"unknown user-mode backend {name!r} (one of {', '.join(USERMODE_BACKENDS)})")
