@@ -124,6 +124,7 @@ class Counters:
 
 _RX_OFF = RxStatus.RX_OFF
 _ACCEPTED = RxStatus.ACCEPTED
+_FILTERED = RxStatus.FILTERED
 _DESC_UNPACK = struct.Struct(">4H").unpack_from
 _WORD_PACK = struct.Struct(">H").pack_into
 
@@ -599,6 +600,52 @@ class Am7990:
         (checked: RMD1.CRC on mismatch); otherwise it is padded to 60 and an FCS appended."""
         c = self.counters
         c.rx_offered += 1
+        ram = self._ram
+        n = len(frame)
+        if (has_fcs or ram is None or self._wire or n < MIN_DATA or n > MAX_FRAME - FCS_LEN
+                or self._csr0 & _RXON == 0 or self._mode & _M_LOOP or not self._csr3 & _BSWP):
+            return self._receive(frame, has_fcs, n)
+        # Hot path: fast timing, host frame (the chip adds the FCS), no padding, receiver on,
+        # no loopback, BSWP=1, RamDma over a power-of-two RAM. Same effect as _receive.
+        dst = frame[:6]
+        mode = self._mode
+        if not mode & _M_PROM:
+            if not dst[0] & 1:
+                ok = dst == self._padr
+            elif dst == BROADCAST:
+                ok = True
+            else:
+                ok = (self._ladrf >> (63 - (zlib.crc32(dst) >> 26))) & 1
+            if not ok:
+                c.rx_filtered += 1
+                return _FILTERED
+        rmask = self._ram_mask
+        idx = self._rx_idx
+        a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
+        w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
+        if w1 & _OWN:
+            b = (((w1 & 0xFF) << 16) | w0) & rmask
+            end = b + n
+            if n + 4 <= ((-w2) & 0xFFF or 4096) and end + 4 <= rmask + 1:
+                ram[b:end] = frame
+                ram[end:end + 4] = zlib.crc32(frame).to_bytes(4, "little")
+                _WORD_PACK(ram, a + 6, n + 4)  # RMD3 (MCNT incl. FCS) before RMD1
+                _WORD_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300)  # STP|ENP, OWN cleared last
+                self._rx_idx = (idx + 1) & (self._rlen - 1)
+                c.rx_delivered += 1
+                c.rx_bytes += n + 4
+                csr0 = self._csr0 | _RINT
+                self._csr0 = csr0
+                if csr0 & _INEA and not self._irq_level:
+                    self._update_irq()
+                return _ACCEPTED
+        st = self._rx_store(frame, zlib.crc32(frame).to_bytes(4, "little"), False)
+        self._update_irq()
+        return st
+
+    def _receive(self, frame, has_fcs, n) -> RxStatus:
+        """The general receive path (every case; ``rx_offered`` already counted)."""
+        c = self.counters
         if not self._csr0 & _RXON:
             c.rx_dropped_off += 1
             return _RX_OFF
@@ -606,7 +653,6 @@ class Am7990:
         if mode & _M_LOOP and mode & _M_INTL:
             c.rx_dropped_loopback += 1  # internal loopback: no external reception (ref: DS90)
             return _RX_OFF
-        n = len(frame)
         if has_fcs:
             if n > MAX_FRAME:
                 c.rx_dropped_too_long += 1
@@ -624,21 +670,13 @@ class Am7990:
         if not has_fcs and n < MIN_DATA:
             frame = bytes(frame) + bytes(MIN_DATA - n)
             n = MIN_DATA
-        # address filter, inlined (same order as filter.accepts; ref: M, TME)
         dst = bytes(frame[:6])
-        if not mode & _M_PROM:
-            if not dst[0] & 1:
-                ok = dst == self._padr
-            elif dst == BROADCAST:
-                ok = True
-            else:
-                ok = (self._ladrf >> (63 - (zlib.crc32(dst) >> 26))) & 1
-            if not ok:
-                c.rx_filtered += 1
-                if wire:
-                    # the frame still occupies the wire
-                    self._rx_idle_at = self.now + wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
-                return RxStatus.FILTERED
+        if not self._accepts(dst):
+            c.rx_filtered += 1
+            if wire:
+                # the frame still occupies the wire
+                self._rx_idle_at = self.now + wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
+            return _FILTERED
         if has_fcs:
             data = bytes(frame)
             fcs = b""
@@ -648,38 +686,11 @@ class Am7990:
             fcs = zlib.crc32(frame).to_bytes(4, "little")
             crc_bad = False
         if wire:
-            total = n + len(fcs)
-            at = self.now + wire_ns(total)
+            at = self.now + wire_ns(n + len(fcs))
             self._rx_flight = {"at": at, "frame": bytes(data) + fcs, "crc_bad": crc_bad}
             self._rx_idle_at = at + IFG_NS
             c.rx_in_flight += 1
             return _ACCEPTED
-        ram = self._ram
-        if ram is not None and fcs and self._csr3 & _BSWP:
-            # Hot path: host frame (chip adds the FCS), RamDma over a power-of-two RAM, BSWP=1,
-            # one buffer, no wrap. Same effect as _rx_store.
-            rmask = self._ram_mask
-            idx = self._rx_idx
-            a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
-            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
-            if w1 & _OWN:
-                total = n + 4
-                blen = (-w2) & 0xFFF or 4096
-                b = (((w1 & 0xFF) << 16) | w0) & rmask
-                end = b + n
-                if total <= blen and end + 4 <= rmask + 1:
-                    ram[b:end] = data
-                    ram[end:end + 4] = fcs
-                    _WORD_PACK(ram, a + 6, total)  # RMD3 (MCNT incl. FCS) before RMD1
-                    _WORD_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300)  # STP|ENP, OWN cleared last
-                    self._rx_idx = (idx + 1) & (self._rlen - 1)
-                    c.rx_delivered += 1
-                    c.rx_bytes += total
-                    csr0 = self._csr0 | _RINT
-                    self._csr0 = csr0
-                    if csr0 & _INEA and not self._irq_level:
-                        self._update_irq()
-                    return _ACCEPTED
         st = self._rx_store(data, fcs, crc_bad)
         self._update_irq()
         return st
