@@ -5,6 +5,7 @@
 #
 #   sh tools/build_asan.sh [OUTDIR]          build only (default build/asan); prints the .so path
 #   sh tools/build_asan.sh --run [OUTDIR]    build, then run tests/test_native_differential.py
+#                                            (A2065_ASAN_K="expr": only tests matching -k expr)
 #
 # How the sanitized build is used: A2065_NATIVE_LIB=<.so> makes `import native` load it instead
 # of native/_native*.so; libasan must be the first library in the process, hence LD_PRELOAD;
@@ -35,4 +36,6 @@ export PYTHONMALLOC=malloc
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 python3 -c 'import native; assert native.IMPLEMENTATION == "c", native.IMPLEMENTATION; print("loaded", native._ext.__file__, native.impl_info())'
-exec python3 -m pytest -q -p no:cacheprovider --capture=sys -x tests/test_native_differential.py ${PYTEST_ARGS:-}
+# A2065_ASAN_K: a pytest -k expression to run a subset (the pytest wrapper test does)
+if [ -n "${A2065_ASAN_K:-}" ]; then set -- -k "$A2065_ASAN_K"; else set --; fi
+exec python3 -m pytest -q -p no:cacheprovider --capture=sys -x tests/test_native_differential.py "$@"
