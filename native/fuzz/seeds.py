@@ -78,6 +78,39 @@ def vlan(frame: bytes, tpids=(0x8100,)) -> bytes:
     return frame[:12] + tags + frame[12:]
 
 
+def _ipv4_fix(f: bytearray, l3: int) -> None:
+    ihl = (f[l3] & 15) * 4
+    struct.pack_into("!H", f, l3 + 10, 0)
+    s = sum(struct.unpack_from(f"!{ihl // 2}H", f, l3))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    struct.pack_into("!H", f, l3 + 10, ~s & 0xFFFF)
+
+
+def ipv4_options(frame: bytes, opts: bytes) -> bytes:
+    """Insert IPv4 options (a multiple of 4 bytes) after the fixed header; lengths fixed up."""
+    l3 = _l3(frame)
+    f = bytearray(frame[:l3 + 20] + opts + frame[l3 + 20:])
+    f[l3] = 0x40 | ((20 + len(opts)) // 4)
+    struct.pack_into("!H", f, l3 + 2, struct.unpack_from("!H", f, l3 + 2)[0] + len(opts))
+    _ipv4_fix(f, l3)
+    return bytes(f)
+
+
+def ipv6_exthdrs(frame: bytes, types: list[int]) -> bytes:
+    """Insert 8-byte extension headers of the given types (0 hop-by-hop, 60 dest opts, 43 routing)."""
+    l3 = _l3(frame)
+    f = bytearray(frame)
+    nxt = f[l3 + 6]
+    chain = b""
+    for i, t in enumerate(types):
+        after = types[i + 1] if i + 1 < len(types) else nxt
+        chain += bytes([after, 0]) + b"\x01\x04\0\0\0\0"
+    f[l3 + 6] = types[0]
+    struct.pack_into("!H", f, l3 + 4, struct.unpack_from("!H", f, l3 + 4)[0] + len(chain))
+    return bytes(f[:l3 + 40] + chain + f[l3 + 40:])
+
+
 def seeds() -> dict[str, bytes]:
     sys.path.insert(0, str(ROOT / "tests"))
     from fixture_capture import load
@@ -118,6 +151,19 @@ def seeds() -> dict[str, bytes]:
                 s = (s & 0xFFFF) + (s >> 16)
             struct.pack_into("!H", f, l3 + 10, ~s & 0xFFFF)
             out["udp4_fragment"] = encode(bytes(f), csum=1)
+            # options: router alert (copied), 4 NOPs and a record-route (not copied)
+            out["udp4_fragment_options"] = encode(
+                ipv4_options(bytes(f), b"\x94\x04\0\0" + b"\x01" * 4 + b"\x07\x07\x04" + bytes(4) + b"\0"), csum=1)
+        if name == "tcp6" and supers:
+            base = shorten(supers[0].frame, 3000)
+            kw = supers[0].segment_kwargs()
+            out["tcp6_exthdrs"] = encode(ipv6_exthdrs(base, [0, 60, 43]), gso_size=1000)
+            out["tcp6_exthdrs_9"] = encode(ipv6_exthdrs(base, [0] + [60] * 8), gso_size=1000)
+            out["tcp6_three_tags_big"] = encode(vlan(base, (0x88A8, 0x8100, 0x8100)), **kw)
+            out["tcp6_three_tags_small"] = encode(vlan(pkts[3].frame, (0x88A8, 0x8100, 0x8100)))
+        if name == "tcp4" and supers:
+            base = shorten(supers[0].frame, 4000)
+            out["tcp4_ip_options"] = encode(ipv4_options(base, b"\x94\x04\0\0"), gso_size=1448, fcs=True)
     out["short"] = encode(b"\x02" * 13)
     out["bad_csum_mode"] = encode(b"\x00" * 60, csum=3)
     return out
