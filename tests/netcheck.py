@@ -26,7 +26,8 @@ def ones_sum(data: bytes, initial: int = 0) -> int:
 
 def pseudo_sum(family: int, src: bytes, dst: bytes, proto: int, length: int) -> int:
     if family == 4:
-        return ones_sum(src + dst + struct.pack("!BBH", 0, proto, length))
+        # (a 16-bit field: only a BIG TCP input frame is longer, and its sum is never checked)
+        return ones_sum(src + dst + struct.pack("!BBH", 0, proto, length & 0xFFFF))
     return ones_sum(src + dst + struct.pack("!IxxxB", length, proto))
 
 

@@ -60,7 +60,9 @@ def ipv4_header(proto: int, payload_len: int, ip_id: int, options: bytes, df: bo
                 mf: bool = False) -> bytes:
     ihl = 5 + len(options) // 4
     flags = (0x4000 if df else 0) | (0x2000 if mf else 0)
-    h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + payload_len, ip_id, flags,
+    total = ihl * 4 + payload_len
+    total = total if total <= 0xFFFF else 0  # BIG TCP: total length 0, the capture says how long
+    h = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, ip_id, flags,
                               64, proto, 0, SRC4, DST4) + options)
     h[10:12] = struct.pack("!H", (~ones_sum(bytes(h))) & 0xFFFF)
     return bytes(h)
@@ -73,7 +75,9 @@ def ipv6_header(proto: int, payload_len: int, exthdrs: list[int]) -> tuple[bytes
     for i, t in enumerate(exthdrs):
         chain += struct.pack("!BB", types[i + 1], 0) + b"\x01\x04\0\0\0\0"
     first = types[0]
-    fixed = struct.pack("!IHBB16s16s", 0x60000000, len(chain) + payload_len, first, 64, SRC6, DST6)
+    plen = len(chain) + payload_len
+    plen = plen if plen <= 0xFFFF else 0  # BIG TCP: payload length 0 (no jumbo option)
+    fixed = struct.pack("!IHBB16s16s", 0x60000000, plen, first, 64, SRC6, DST6)
     return fixed, chain
 
 
@@ -330,3 +334,17 @@ def test_fcs_equals_zlib_crc32_little_endian():
     for data in (b"", b"\x00" * 60, bytes(range(256)) * 6):
         assert native.fcs(data) == zlib.crc32(data).to_bytes(4, "little")
         assert native.crc32(data) == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_big_tcp_super_packet_with_zero_ip_length_is_segmented_by_its_captured_length(family):
+    rng = random.Random(5)
+    payload = rng.randbytes(70000)  # more than a 16-bit IP length can say
+    frame = build_tcp(family, 0, b"", [], TCP_OPTS[12], payload, ACK | PSH, 9, 1, "partial", rng)
+    assert frame[16:18 if family == 4 else 20][-2:] == b"\0\0"  # the IP length field says 0
+    out = native.segment(frame, gso_size=1448, csum=native.CSUM_PARTIAL)
+    decoded = [Decoded(f, has_fcs=False) for f in out]
+    assert all(len(d.body) <= ETH_MAX and d.checksum_ok() for d in decoded)
+    assert b"".join(d.tcp_payload() for d in decoded) == payload
+    seg = min(1448, ETH_MAX - (len(frame) - len(payload)))  # IPv6 + timestamps: 1428 fits
+    assert len(out) == -(-70000 // seg)
