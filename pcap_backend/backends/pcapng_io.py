@@ -214,7 +214,9 @@ def _scan(stream: _GuardedStream, fast: bool):
     from pcapng import blocks
     from pcapng.exceptions import PcapngException
 
-    errors = (PcapngException,) + _LIBRARY_ERRORS
+    # OSError too: the block is already in memory, so an OSError here can only come from
+    # python-pcapng decoding an option (e.g. socket.inet_ntoa on a short IPv4 address).
+    errors = (PcapngException, OSError) + _LIBRARY_ERRORS
     scanner = pcapng.FileScanner(stream)
     last_ts = 0
     ifaces: dict = {}  # interface id -> (link_type, if_tsresol), for the fast path
