@@ -280,6 +280,13 @@ int a2065_set_impl(int checksum_wide, int crc_clmul_on)
 
 /* ---------------------------------------------------------------- segment ----------------- */
 
+/* Payload copies go to the C library's memcpy: gcc otherwise inlines some of them as
+ * `rep movsq`, which is several times slower on misaligned sources (measured on Zen 3). */
+__attribute__((noinline)) static void copy_bytes(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+
 typedef struct {
     const uint8_t *f;
     size_t n;         /* captured length */
@@ -407,7 +414,7 @@ static int emit_copy(emit_t *e, const uint8_t *f, size_t n, int patch, size_t po
     int r = emit_begin(e, n, &o);
     if (r)
         return r;
-    memcpy(o, f, n);
+    copy_bytes(o, f, n);
     if (patch)
         put16(o + pos, val);
     emit_end(e, n);
@@ -474,7 +481,7 @@ static int seg_tcp(emit_t *e, const pkt_t *k, uint32_t gso, uint32_t mss, int cs
         if (r)
             return r;
         memcpy(o, f, data);
-        memcpy(o + data, f + start, piece);
+        copy_bytes(o + data, f + start, piece);
         set_ip(o, k, (l4 - k->l3) + thl + piece, i);
         uint32_t fl = flags;
         if (i > 0)
@@ -546,7 +553,7 @@ static int frag_ipv4(emit_t *e, const pkt_t *k, int csum, uint32_t cs, uint32_t 
             memcpy(o + l3 + 20, f + l3 + 20, ihl - 20);
         else
             memcpy(o + l3 + 20, later, later_len);
-        memcpy(o + l3 + hl, f + l4 + start, piece);
+        copy_bytes(o + l3 + hl, f + l4 + start, piece);
         if (i == 0 && patch)
             put16(o + cpos, cval);
         uint8_t *ip = o + l3;
@@ -587,7 +594,7 @@ static int seg_udp(emit_t *e, const pkt_t *k, uint32_t gso, int csum, uint32_t c
             if (r)
                 return r;
             memcpy(o, f, data);
-            memcpy(o + data, f + start, piece);
+            copy_bytes(o + data, f + start, piece);
             set_ip(o, k, (l4 - k->l3) + 8 + piece, i);
             put16(o + l4 + 4, (uint32_t)(8 + piece));
             put16(o + l4 + 6, fresh_l4(o, k, l4, flen));
