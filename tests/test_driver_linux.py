@@ -590,3 +590,47 @@ def test_linux_frame_with_a_bad_fcs_is_stored_with_err_crc_and_counted_not_deliv
     assert rig.drv.counters.rx_errors["crc"] == 1
     assert list(rig.drv.received) == [f]
     assert rig.csr(0) == IDLE_RUNNING
+
+
+def test_linux_builds_the_init_block_and_rings_after_csr3_and_before_init():
+    rig = Rig(open=False, record_ram=True)
+    rig.drv.open()
+    log = rig.bus.log
+    csr3 = log.index(("w", "RDP", 0x0004))
+    init = log.index(("w", "RDP", INIT))
+    ram_writes = [i for i, e in enumerate(log) if e[0] in ("w8", "w16", "w32") and e[1] >= 0x8000]
+    assert [e[1] for e in log if e[0] == "w8" and e[1] < 0x8000] == [0x4A, 0x48]   # autoconfig
+    first_init_writes = [i for i in ram_writes if i < init]
+    assert first_init_writes and all(csr3 < i for i in first_init_writes)
+    # the OWN byte of every RX descriptor is written as a single byte (rmd1_bits)
+    own_bytes = {e[1] for e in log[:init] if e[0] == "w8" and e[2] == R1.OWN}
+    assert own_bytes == {0x8000 + ((0x8018 + 8 * i + 2) & 0x7FFF) for i in range(16)}
+
+
+def test_a_frame_queued_without_tdmd_goes_out_at_the_next_1_6_ms_poll():
+    rig = Rig(start_ns=SECOND)
+    now = rig.board.now
+    poll = rig.board.next_deadline()
+    assert poll is not None and now < poll <= now + 1_600_000
+    d = 0x8000 + (0x8098 & 0x7FFF)
+    f = frame(OTHER, 100)
+    rig.board.ram[(0xE138 & 0x7FFF):(0xE138 & 0x7FFF) + 100] = f
+    rig.board.write16(d + 4, (-100) & 0xFFFF | 0xF000)
+    rig.board.write8(d + 2, T1.OWN | T1.STP | T1.ENP)     # no TDMD
+    rig.drv.tx_new = 1
+    rig.board.advance_to(poll - 1)
+    assert rig.wire == []
+    rig.board.advance_to(poll)
+    assert rig.wire == [(f + fcs(f), poll)]
+    rig.drv.service()
+    assert rig.drv.counters.tx_frames == 1
+
+
+def test_linux_with_a_two_entry_receive_ring_misses_the_third_frame():
+    rig = Rig(rx_ring_log2=1)
+    assert rig.words(0x8010, 2) == [0x8018, 0x2000]     # RLEN 1
+    res = [rig.offer(frame(rig.board.mac, 100, seed=i)).name for i in range(3)]
+    assert res == ["ACCEPTED", "ACCEPTED", "MISSED"]
+    rig.drv.service()
+    assert rig.drv.counters.rx_frames == 2 and rig.drv.counters.rx_errors["miss"] == 1
+    assert rig.offer(frame(rig.board.mac, 100)).name == "ACCEPTED"
