@@ -320,6 +320,50 @@ class Rig:
                 return json.loads(line)
         raise RigError(f"endpoint gave no result (exit {p.returncode}): {err.strip()[-500:]}")
 
+    @contextlib.contextmanager
+    def card(self, *, timing: str = "wire", policy: str = "segment", backend: str = "afpacket",
+             backend_kw: Optional[dict] = None, serial: int = 0x00123456, **live_kw):
+        """The emulated card between `wire` and `guest`, its live loop in a thread of this
+        process: yields the running `a2065.live.LiveBridge`; stops and closes it afterwards
+        (the loop's exception, if any, is in `lb.error` and re-raised here)."""
+        import threading
+        from a2065.board import A2065
+        from a2065.live import GuestMulticast, LiveBridge
+        be = self.open_backend(backend, **(backend_kw or {}))
+        mac = A2065(serial=serial).mac
+        tap = self.open_guest_tap(mac)
+        with in_netns(self.ns_guest):
+            mc = GuestMulticast(tap.ifname)
+        lb = LiveBridge(be, tap, timing=timing, policy=policy, multicast=mc, mac=mac,
+                        serial=serial, **live_kw)
+        stop = threading.Event()
+        failure = []
+
+        def loop():
+            try:
+                lb.run(stop=stop)
+            except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
+                failure.append(e)
+
+        th = threading.Thread(target=loop, name="a2065-card", daemon=True)
+        th.start()
+        try:
+            yield lb
+        finally:
+            stop.set()
+            th.join(15)
+            lb.close()
+        if failure:
+            raise failure[0]
+
+    def wait_for(self, cond, timeout: float = 10.0, interval: float = 0.05) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(interval)
+        return bool(cond())
+
     def guest_maddr(self) -> list:
         """Link-layer multicast addresses the guest kernel has on its TAP (`ip maddr`)."""
         out = _run(["ip", "maddr", "show", "dev", self.tap_name], ns=self.ns_guest).stdout
