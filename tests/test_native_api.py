@@ -51,6 +51,8 @@ def test_every_error_code_has_its_own_valueerror_subclass_with_code_and_reason()
 
 
 def test_implementation_is_c_when_the_extension_is_built():
+    if os.environ.get("A2065_NATIVE", "").lower() == "python":
+        pytest.skip("A2065_NATIVE=python forces the oracle")
     if not list((ROOT / "native").glob("_native*.so")) and native.IMPLEMENTATION == "python":
         pytest.skip("extension not built")
     assert native.IMPLEMENTATION == "c"
@@ -59,8 +61,8 @@ def test_implementation_is_c_when_the_extension_is_built():
 
 
 def _python(code, **env):
-    e = dict(os.environ, **env)
-    e.pop("A2065_NATIVE_LIB", None)
+    e = {k: v for k, v in os.environ.items() if k not in ("A2065_NATIVE", "A2065_NATIVE_LIB")}
+    e.update(env)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=e, capture_output=True,
                           text=True, timeout=60)
 
