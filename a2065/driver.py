@@ -22,6 +22,20 @@ descriptor.
 No code here comes from either operating system; it is written from the facts in
 ``reference/am7990-a2065.md`` (tags cited as ``# ref: <tag>``).
 
+Usage::
+
+    board = A2065(timing="fast", transmit=lambda frame, t: True)
+    drv = LinuxA2065Driver(board, on_receive=print)   # autoconfigures the board at $E90000
+    drv.open()                                         # STOP, CSR1-3, rings, INIT, IDON, INEA|STRT
+    drv.send(frame)                                    # False when the TX ring is full
+    board.lance.receive(frame_for_us)
+    drv.service(now=t_ns)                              # runs the handler while INT2 is asserted
+    drv.counters.rx_frames, drv.counters.rx_errors["miss"], drv.counters.hangs_avoided
+
+Payload copies go through the bus (``read32``/``write32``) unless ``fast_copy=True`` and the bus
+has a ``ram`` bytearray (the board): then frame bytes are sliced directly, which is what a 68k
+memcpy does, minus the bus dispatch per word. Registers and descriptors always use the bus.
+
 Time: drivers keep ``now`` (emulated ns, or None). ``service(now)`` catches the board up to
 ``now`` (``advance_to``) and every bus access then carries ``now=`` so CSR0 reads are current.
 """
@@ -529,6 +543,9 @@ class LinuxA2065Driver(_Driver):
             self.counters.tx_busy += 1
             return False
         frame = bytes(frame)
+        if len(frame) > self.RX_BUF_SIZE:   # would overrun the TX buffer; the stack never sends it
+            self.counters.tx_errors["too_long"] += 1
+            return False
         if len(frame) < ETH_ZLEN:
             frame = frame + bytes(ETH_ZLEN - len(frame))
         entry = self.tx_new & (self.n_tx - 1)
@@ -801,6 +818,9 @@ class NetBSDLeDriver(_Driver):
             self.counters.tx_busy += 1
             return False
         frame = bytes(frame)
+        if len(frame) > self.RX_BUF_SIZE:
+            self.counters.tx_errors["too_long"] += 1
+            return False
         if len(frame) < ETH_ZLEN:
             frame = frame + bytes(ETH_ZLEN - len(frame))
         self.copy_to_card(self.tx_buf(bix), frame)

@@ -634,3 +634,10 @@ def test_linux_with_a_two_entry_receive_ring_misses_the_third_frame():
     rig.drv.service()
     assert rig.drv.counters.rx_frames == 2 and rig.drv.counters.rx_errors["miss"] == 1
     assert rig.offer(frame(rig.board.mac, 100)).name == "ACCEPTED"
+
+
+def test_linux_send_refuses_a_frame_larger_than_its_transmit_buffer():
+    rig = Rig()
+    assert not rig.drv.send(bytes(1545))
+    assert rig.drv.counters.tx_errors["too_long"] == 1 and rig.wire == []
+    assert rig.words(0x8098)[1] == 0
