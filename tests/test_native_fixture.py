@@ -159,6 +159,10 @@ TSHARK_FIELDS = ["frame.number", "ip.checksum.status", "tcp.checksum.status", "u
                  "icmpv6.checksum.status", "_ws.malformed", "_ws.expert.severity",
                  "_ws.expert.message"]
 EXPERT_ERROR = 0x00800000
+# TCP analysis warnings that would mean the segments do not form a clean stream (the one warning
+# the original flow does carry, "window ... is now completely full", is a property of the flow)
+SEQUENCE_TROUBLE = ("previous segment not captured", "Retransmission", "Out-Of-Order",
+                    "ACKed segment that wasn't captured", "Spurious", "Dup ACK")
 
 
 def _tshark_problems(path) -> tuple[int, list[str]]:
@@ -183,6 +187,9 @@ def _tshark_problems(path) -> tuple[int, list[str]]:
             problems.append(f"frame {num}: malformed ({msg})")
         if sev and any(int(s) >= EXPERT_ERROR for s in sev.split(",") if s):
             problems.append(f"frame {num}: expert error ({msg})")
+        for bad in SEQUENCE_TROUBLE:
+            if bad in msg:
+                problems.append(f"frame {num}: {bad}")
     return rows, problems
 
 
@@ -209,3 +216,12 @@ def test_tshark_check_is_sensitive_it_flags_the_raw_capture_with_partial_checksu
     _write_pcapng(path, [(p.ts_ns, p.frame) for p in load("tcp4")])
     rows, problems = _tshark_problems(path)
     assert any("bad tcp checksum" in p for p in problems)
+
+
+@needs_tshark
+def test_tshark_check_is_sensitive_it_flags_a_segmented_stream_missing_one_frame(tmp_path):
+    frames = segmented("tcp4")
+    path = tmp_path / "gap.pcapng"
+    _write_pcapng(path, frames[:200] + frames[201:])
+    _rows, problems = _tshark_problems(path)
+    assert any("captured" in p for p in problems)
