@@ -348,3 +348,28 @@ def test_a_big_tcp_super_packet_with_zero_ip_length_is_segmented_by_its_captured
     assert b"".join(d.tcp_payload() for d in decoded) == payload
     seg = min(1448, ETH_MAX - (len(frame) - len(payload)))  # IPv6 + timestamps: 1428 fits
     assert len(out) == -(-70000 // seg)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_partial_icmp_checksum_is_completed_from_csum_start_and_csum_offset(family):
+    # virtio rule: the field holds the host's seed (0 for ICMPv4, the pseudo-header sum for
+    # ICMPv6); sum from csum_start to the end of the IP packet and store it complemented there
+    rng = random.Random(6)
+    body = bytearray(b"\x08\x00\x00\x00\x12\x34\x00\x01" + rng.randbytes(200))
+    if family == 4:
+        frame = l2(0, 0x0800) + ipv4_header(1, len(body), 3, b"") + bytes(body)
+    else:
+        body[0] = 128  # ICMPv6 echo request
+        body[2:4] = struct.pack("!H", pseudo_sum(6, SRC6, DST6, 58, len(body)))
+        fixed, chain = ipv6_header(58, len(body), [])
+        frame = l2(0, 0x86DD) + fixed + bytes(body)
+    l4_off = len(frame) - len(body)
+    out = native.segment(frame, csum=native.CSUM_PARTIAL, csum_start=l4_off, csum_offset=2)
+    assert len(out) == 1
+    d = Decoded(out[0], has_fcs=False)
+    assert d.proto == (1 if family == 4 else 58)
+    if family == 4:
+        assert ones_sum(d.l4) == 0xFFFF, "ICMPv4 checksum not completed"
+    else:
+        assert d.checksum_ok(), "ICMPv6 checksum (with pseudo-header) not completed"
+    assert out[0][:l4_off + 2] == frame[:l4_off + 2] and out[0][l4_off + 4:] == frame[l4_off + 4:]
