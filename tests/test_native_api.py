@@ -257,6 +257,35 @@ def test_udp_gso_train_becomes_datagrams_with_their_own_length_and_checksum(impl
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_udp_gso_frame_holding_one_datagram_passes_through(impl):
+    frame = P.udp_frame(b"k" * 100, csum="partial")
+    assert impl.segment(frame, gso_size=1400) == [frame]
+    assert impl.segment(frame, gso_size=1400, csum=native.CSUM_PARTIAL) == [P.udp_frame(b"k" * 100)]
+
+
+def _udp_payload_summing_to_zero_checksum(version):
+    """A payload whose correct UDP checksum computes to 0 (so it must be sent as 0xFFFF)."""
+    probe = P.udp_frame(b"\0\0" + b"r" * 50, version=version, csum="ok")
+    l4 = 34 if version == 4 else 54
+    c = struct.unpack_from("!H", probe, l4 + 6)[0]
+    # adding c to the data makes the sum 0xFFFF, whose complement is 0
+    return struct.pack("!H", c) + b"r" * 50
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("version", [4, 6])
+def test_udp_checksum_that_computes_to_zero_is_sent_as_all_ones(impl, version):
+    payload = _udp_payload_summing_to_zero_checksum(version)
+    l4 = 34 if version == 4 else 54
+    frame = P.udp_frame(payload, version=version, csum="zero")
+    (out,) = impl.segment(frame, csum=native.CSUM_PARTIAL)
+    assert struct.unpack_from("!H", out, l4 + 6)[0] == 0xFFFF
+    train = P.udp_frame(payload * 2, version=version, csum="zero")
+    first = impl.segment(train, gso_size=len(payload))[0]
+    assert struct.unpack_from("!H", first, l4 + 6)[0] == 0xFFFF
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_udp_gso_frame_that_fits_is_still_split_into_its_datagrams(impl):
     frames = impl.segment(P.udp_frame(b"k" * 1000), gso_size=500)
     assert [len(f) - 42 for f in frames] == [500, 500]
@@ -307,6 +336,13 @@ def test_each_malformed_or_unsafe_frame_raises_its_error(impl):
     big = b"\0" * 3000
     cases = [
         (native.TruncatedError, b"\0" * 13, {}),
+        (native.TruncatedError, P.eth(b"", 0x8100)[:16], {}),  # VLAN tag cut short
+        (native.TruncatedError, P.eth(b"\x45" + b"\0" * 18, 0x0800), {}),  # under 20 bytes
+        (native.TruncatedError, P.eth(b"\x46" + b"\0" * 19, 0x0800), {}),  # options missing
+        (native.TruncatedError, P.eth(b"\x60" + b"\0" * 38, 0x86DD), {}),  # under 40 bytes
+        (native.IpHeaderError, P.eth(b"\x45\0\0\x10" + b"\0" * 40, 0x0800), {}),  # total < IHL*4
+        (native.MssError, P.udp_frame(big, version=6, ext_headers=[(60, b"\0" * 1000)] * 2),
+         {"gso_size": 100}),
         (native.TruncatedError, P.tcp_frame(b"x" * 100)[:60], {}),
         (native.EthertypeError, P.eth(big, 0x88B5), {}),
         (native.VlanError, P.eth(big, 0x88B5, vlans=[(0x8100, 1)] * 3), {}),

@@ -119,6 +119,7 @@ ipv4_option_sets = st.lists(
         b"\x44\x08\x05\0\0\0\0\0",  # timestamp (not copied)
         b"\x82\x02",  # a copied option with no data
         b"\x99\x01",  # malformed length
+        b"\x83",  # a type byte with no room for its length
         b"\0",  # EOL
     ]),
     max_size=6,
@@ -190,7 +191,8 @@ def super_packets(draw):
     if draw(st.integers(0, 9)) == 0:  # truncation anywhere
         frame = frame[:draw(st.integers(0, len(frame)))]
     opts = dict(
-        gso_size=draw(st.one_of(st.just(0), st.integers(1, 2000), st.sampled_from([1448, 2**32 - 1]))),
+        gso_size=draw(st.one_of(st.just(0), st.integers(1, 2000), st.sampled_from([1448, 2**32 - 1]),
+                                st.sampled_from([n, n + 1, max(n - 1, 1), max(n // 2, 1)]))),
         mss=draw(st.one_of(st.just(0), st.integers(1, 1600), st.sampled_from([536, 1460]))),
         csum=draw(st.sampled_from([0, 1, 2] * 7 + [3])),
         csum_start=draw(st.one_of(st.integers(0, 80), st.integers(0, 2**32 - 1))),
@@ -330,3 +332,9 @@ def test_checksum_and_crc_stay_inside_exactly_sized_buffers(data, skip):
         assert native.lib.a2065_checksum(buf, len(data), 0) == oracle.checksum(data)
         assert native.lib.a2065_crc32(buf, len(data), 0) == zlib.crc32(data)
     on_every_path(check)
+
+
+def test_checksum_over_a_megabyte_flushes_its_wide_lanes_correctly():
+    data = b"\xff\xfe" * (1 << 19) + b"\x01"  # every lane near its maximum, > 8192 vectors
+    expect = oracle.checksum(data, 5)
+    on_every_path(lambda: native.checksum(data, 5) == expect or pytest.fail())
