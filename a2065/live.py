@@ -138,6 +138,7 @@ class LiveBridge:
         self.loops = 0
         self.catchup_steps = 0
         self.sleeps = 0
+        self.cpu_ns = 0
         self.sleep_ns = 0
         self.started_ns = None
         self.stopped_ns = None
@@ -273,6 +274,7 @@ class LiveBridge:
         wire = self.timing == "wire"
         start = mono()
         self.started_ns = start
+        cpu0 = time.thread_time_ns()
         base = r.now - start  # emulated = base + wall
         end = None if duration is None else start + int(duration * 1e9)
         sample_ns = int(sample_interval * 1e9) if sample_interval else None
@@ -330,6 +332,7 @@ class LiveBridge:
             raise
         finally:
             self.stopped_ns = mono()
+            self.cpu_ns += time.thread_time_ns() - cpu0
             for sig, h in old.items():
                 signal.signal(sig, h)
         return self
@@ -363,6 +366,7 @@ class LiveBridge:
         st["loops"] = self.loops
         st["catchup_steps"] = self.catchup_steps
         st["sleeps"] = self.sleeps
+        st["cpu_seconds"] = self.cpu_ns / 1e9
         st["sleep_seconds"] = self.sleep_ns / 1e9
         if self.started_ns is not None:
             st["seconds"] = ((self.stopped_ns or time.monotonic_ns()) - self.started_ns) / 1e9

@@ -434,6 +434,7 @@ def tool_tcp_recv(a) -> dict:
     h = hashlib.sha256()
     total = 0
     first = last = None
+    first_len = 0
     samples = []
     sample_ns = int(a.sample_ms * 1e6)
     next_sample = None
@@ -467,17 +468,22 @@ def tool_tcp_recv(a) -> dict:
         t = time.monotonic_ns()
         if first is None:
             first = t
+            first_len = n
             next_sample = t + sample_ns
             samples.append([t, 0])
         last = t
         h.update(view[:n])
         total += n
+    end_ns = time.monotonic_ns()
     if last is not None:
         samples.append([last, total])
     conn.close()
     span = (last - first) if first is not None and last is not None else 0
     return {"bytes": total, "sha256": h.hexdigest(), "eof": eof, "first_ns": first, "last_ns": last,
-            "goodput_Bps": int(total * 1e9 / span) if span > 0 else 0, "samples": samples,
+            "end_ns": end_ns,
+            # the first read's bytes arrived before the interval starts
+            "goodput_Bps": int((total - first_len) * 1e9 / span) if span > 0 else 0,
+            "first_len": first_len, "samples": samples,
             "peer": str(peer[0])}
 
 
