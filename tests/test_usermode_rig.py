@@ -131,7 +131,7 @@ class CardPump:
         self.pending = collections.deque()
         self.t0 = time.monotonic_ns()
         self.base = self.runner.now
-        self.fds = [fd for fd in (backend.fileno(), *extra_fds) if fd is not None]
+        self.fds = [fd for fd in extra_fds if fd is not None]
 
     def now(self) -> int:
         return self.base + time.monotonic_ns() - self.t0
