@@ -36,7 +36,7 @@ _RESIDUE = 0x2144DF1C
 GROUPS = [bytes.fromhex(h) for h in ("01005e000001", "01005e0000fb", "333300000001",
                                      "01005e7f1234", "0180c2000000")]
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
-STEPS = 120 if THOROUGH else 50
+STEPS = 120 if THOROUGH else 40
 
 
 class CheckingDma:
@@ -202,8 +202,9 @@ class CardMachine(RuleBasedStateMachine):
     timing = "fast"
     checking = True   # False: the board's plain RamDma (chip hot paths), checked by RAM diffs
 
-    @initialize(promisc=st.booleans(), groups=st.sets(st.sampled_from(GROUPS), max_size=3))
-    def bring_up(self, promisc, groups):
+    @initialize(promisc=st.booleans(), groups=st.sets(st.sampled_from(GROUPS), max_size=3),
+                rx_log2=st.sampled_from([4, 4, 2, 1]), tx_log2=st.sampled_from([2, 2, 1]))
+    def bring_up(self, promisc, groups, rx_log2, tx_log2):
         self.edges: list = []
         self.wire: list = []
         self.board, self.dma = _make_board(self.timing, self.edges, self.wire, self.checking)
@@ -211,7 +212,7 @@ class CardMachine(RuleBasedStateMachine):
         self.t = 1_000_000_000
         self.board.advance_to(self.t)
         self.drv = self.driver_cls(self.board, promisc=promisc, multicast=sorted(groups),
-                                   now=self.t)
+                                   now=self.t, rx_ring_log2=rx_log2, tx_ring_log2=tx_log2)
         self.drv.open()
         self.offered = 0
         self.accepted: list[bytes] = []   # frames the chip took (padded), in order
@@ -371,7 +372,7 @@ class CardMachine(RuleBasedStateMachine):
 
 def _settings():
     return settings(stateful_step_count=STEPS, deadline=None,
-                    max_examples=settings.default.max_examples if THOROUGH else 50)
+                    max_examples=settings.default.max_examples if THOROUGH else 40)
 
 
 class LinuxWireMachine(CardMachine):
