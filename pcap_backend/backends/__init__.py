@@ -8,3 +8,13 @@ from .tap import Tap
 
 __all__ = ["AfPacket", "CableEnd", "VirtualCable", "wire_ns", "Null", "Pcap", "Tap",
            "PcapngReplay", "PcapngRecorder", "iter_pcapng"]
+
+try:  # user-mode backends (passt, libslirp, VDE): their libraries load lazily, on first use
+    from .passt import Passt  # noqa: F401
+    from .slirp import Slirp  # noqa: F401
+    from .usermode import PeerGone, PeerUnreachable, make_usermode_backend  # noqa: F401
+    from .vde import Vde  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+else:
+    __all__ += ["Passt", "Slirp", "Vde", "make_usermode_backend", "PeerGone", "PeerUnreachable"]
