@@ -14,6 +14,11 @@ default; ``map_gateway=False`` → ``--no-map-gw``), so the guest reaches a serv
 127.0.0.1 at the gateway address. DNS: none is offered unless ``dns`` is given, and queries are
 forwarded only to ``dns_forward`` if set, so nothing leaves for a real resolver by default.
 
+Short frames: the card pads every frame to the 60-byte Ethernet minimum, as the wire requires.
+passt 0.0~git20230309 (Debian 12) reads the padding of a bare TCP ACK as payload and resets the
+connection, so a 60-byte IPv4/IPv6 frame is cut to the length its IP header gives before it goes
+to passt (``trim_padding``, counted in ``padding_trimmed``).
+
 Non-blocking: sends go through a bounded output buffer (partial writes kept), receives through a
 reassembly buffer. If the daemon exits (EOF on the socket, or the process gone), the link goes
 down, the exit is logged once and kept as a typed error (``error``: `PeerGone`, raised by
@@ -86,8 +91,11 @@ class Passt(Backend):
                  interface: Optional[str] = "lo", map_gateway: bool = True, ipv4_only: bool = True,
                  runas: Optional[str] = None, netns: Optional[str] = None,
                  passt: str = "passt", extra_args: Sequence[str] = (), start_timeout: float = 10.0,
-                 out_buffer: int = 4 << 20, name: Optional[str] = None):
+                 out_buffer: int = 4 << 20, trim_padding: bool = True,
+                 name: Optional[str] = None):
         super().__init__(name)
+        self.trim_padding = trim_padding
+        self.padding_trimmed = 0
         self.address, self.gateway = address, gateway
         self.error: Optional[BackendError] = None
         self.rx_errors: dict[str, int] = {}
@@ -254,6 +262,11 @@ class Passt(Backend):
         if self.error is not None or self._sock is None:
             return self._tx_fail("peer_gone", str(self.error))
         n = len(frame)
+        if n == 60 and self.trim_padding:
+            frame = _unpad(frame)
+            if len(frame) != n:
+                self.padding_trimmed += 1
+                n = len(frame)
         if n > MAX_FRAME:
             return self._tx_fail("too_big", f"{n} bytes")
         if self._out and len(self._out) + n + 4 > self._out_limit:
@@ -323,6 +336,7 @@ class Passt(Backend):
         s.update(pid=self.pid if self._proc else None, child_running=self.child_running,
                  exit_status=self.exit_status, error=str(self.error) if self.error else None,
                  rx_errors=dict(self.rx_errors), out_buffered=len(self._out),
+                 padding_trimmed=self.padding_trimmed,
                  socket=getattr(self, "socket_path", None))
         return s
 
@@ -345,6 +359,21 @@ class Passt(Backend):
         except AttributeError:
             pass
         _live.discard(self)
+
+
+def _unpad(frame: bytes) -> bytes:
+    """A minimum-size (60-byte) IPv4/IPv6 frame cut to the length its IP header gives.
+
+    The card pads short frames to 60 bytes as the wire requires; passt 0.0~git20230309 takes
+    the padding of a bare TCP ACK for payload and resets the connection."""
+    et = (frame[12] << 8) | frame[13]
+    if et == 0x0800 and frame[14] >> 4 == 4:
+        end = 14 + ((frame[16] << 8) | frame[17])
+    elif et == 0x86DD and frame[14] >> 4 == 6:
+        end = 54 + ((frame[18] << 8) | frame[19])
+    else:
+        return frame
+    return frame[:end] if 34 <= end < len(frame) else frame
 
 
 def _die_with_parent() -> None:
