@@ -3,10 +3,12 @@
 The test starts its own vde_switch (control directory in a private temp dir), a second card in a
 child process (`python tests/test_usermode_vde.py responder SWITCH IP`: card + Python driver that
 answers ARP and ICMP echo for IP), and `vde_plug2tap` with its TAP in a fresh namespace whose
-kernel has an address on the segment. Card A (this process) then ARPs and pings both; the kernel
-pings card B; killing the switch mid-run is a counted link-down with a typed error, and the card
-rejoins when the switch is back. Reduced from the issue: no TCP transfer among the three (the
-emulated cards have no TCP stack here; a TCP test would need a second kernel behind a card).
+kernel has an address on the segment. Card A (this process) ARPs and pings both, the kernel
+pings both cards, and a guest namespace's kernel behind card A (the rig) takes a TCP stream from
+the TAP's kernel intact and pings card B. Killing the switch mid-run is a counted link-down with a
+typed error, and the cards rejoin when the switch is back. Reduced from the issue: TCP runs
+between the two kernels (one behind card A, one on the TAP); card B has no TCP stack (a responder
+that answers ARP and ping), so it is reached by ARP and ping only.
 
 Debian packages: vde2 (vde_switch, vde_plug2tap), libvdeplug2, iproute2.
 """
@@ -239,6 +241,38 @@ def test_a_kernel_tap_plugged_with_vde_plug2tap_pings_both_cards_and_they_ping_i
             assert kernel_ping(segment["ns"], ip, a), f"kernel got no echo reply from {ip}"
     finally:
         a.backend.close()
+
+
+@pytest.mark.root
+def test_a_guest_kernel_behind_a_card_moves_tcp_intact_to_the_kernel_tap_and_pings_the_other_card(
+        segment):
+    """The card in this process carries a guest namespace's kernel (the rig's TAP) onto the
+    switch: a 4 MB TCP stream from the vde_plug2tap kernel arrives intact (SHA-256), and the guest
+    kernel pings card B in the other process."""
+    from netns import run
+    from test_usermode_rig import GuestRig, recv_all, sha_stream, tcp_server
+    from pcap_backend.backends.vde import Vde
+    if "ns" not in segment:
+        pytest.skip("needs vde_plug2tap (Debian package vde2)")
+    with GuestRig(lambda ns: Vde(segment["switch_dir"], description="a2065-card-A")) as rig:
+        run(["ip", "addr", "add", "10.77.0.20/24", "dev", rig.tap], ns=rig.guest_ns)
+        assert kernel_ping(rig.guest_ns, IP_B, timeout=10), "guest kernel: no echo from card B"
+        data, sha = sha_stream(4_000_000, seed=77)
+        srv = rig.socket_in(segment["ns"], socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind((IP_K, 0))
+        srv.listen(1)
+        th, res = tcp_server(srv, send=data)
+        cli = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            cli.settimeout(60)
+            cli.connect((IP_K, srv.getsockname()[1]))
+            n, got = recv_all(cli)
+        finally:
+            cli.close()
+            th.join(10)
+        rig.check()
+        assert n == len(data) and got == sha, res
+        assert rig.pump.runner.stats()["bridge"]["missed"] == 0
 
 
 def test_killing_the_switch_mid_run_is_a_counted_link_down_and_the_card_rejoins(segment):
