@@ -105,6 +105,8 @@ def test_slirp_guest_kernel_leases_an_address_and_downloads_10_mb_intact_from_ho
     with GuestRig(_rig_backend("slirp")) as rig:
         lease = rig.dhcp()
         assert lease["ip"] == "10.0.2.15" and lease["router"] == "10.0.2.2"
+        from test_usermode_vde import kernel_ping
+        assert kernel_ping(rig.guest_ns, "10.0.2.2"), "libslirp did not answer the guest's ping"
         n, got, sha, res = _download(rig, TEN_MB)
         assert "error" not in res, res
         assert n == TEN_MB and got == sha
