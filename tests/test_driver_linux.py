@@ -641,3 +641,10 @@ def test_linux_send_refuses_a_frame_larger_than_its_transmit_buffer():
     assert not rig.drv.send(bytes(1545))
     assert rig.drv.counters.tx_errors["too_long"] == 1 and rig.wire == []
     assert rig.words(0x8098)[1] == 0
+
+
+@pytest.mark.parametrize("driver_cls", [LinuxA2065Driver, NetBSDLeDriver])
+def test_init_completes_within_the_first_poll_read_in_wire_timing_too(driver_cls):
+    rig = Rig(driver_cls, timing="wire", start_ns=SECOND)
+    assert rig.drv.init_poll_reads == 1
+    assert rig.csr(0) == IDLE_RUNNING and rig.edges == []
