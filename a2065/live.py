@@ -291,7 +291,7 @@ class LiveBridge:
                 now = base + wall
                 if wire:
                     # every due event at its own emulated time (the wire never stretches)
-                    for _ in range(512):
+                    for _ in range(4096):  # ~2 events per frame: up to ~2.5 s of wire
                         t = next_deadline()
                         if t is None or t > now or t <= r.now:
                             break
@@ -318,6 +318,8 @@ class LiveBridge:
                 wait = max_sleep_ns if t is None else min(max_sleep_ns, t - emu_now)
                 if self.pending and not wire:
                     wait = min(wait, 50_000)
+                if wait <= 0:
+                    wait = 20_000  # a deadline at "now" that moved nothing: do not spin
                 if wait > 0:
                     self.sleeps += 1
                     t0 = mono()

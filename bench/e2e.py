@@ -143,6 +143,7 @@ def main(argv=None) -> int:
     secs = args.seconds or (5.0 if args.quick else 20.0)
     only = set(args.only.split(",")) if args.only else None
     t0 = time.monotonic()
+    load0 = os.getloadavg()
     plan = [
         ("wire_ipv4", dict(timing="wire", policy="segment"), 5101),
         ("wire_ipv6", dict(timing="wire", policy="segment", ipv6=True), 5102),
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
         "bench": "e2e", "quick": bool(args.quick), "seconds": secs,
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "kernel": platform.release(), "loadavg_start": os.getloadavg()},
+                    "kernel": platform.release(), "loadavg_start": load0},
         "wire_ipv4_goodput_Bps": g("wire_ipv4"),
         "wire_ipv6_goodput_Bps": g("wire_ipv6"),
         "legacy_ipv4_goodput_Bps": g("legacy_ipv4"),
