@@ -193,6 +193,8 @@ def test_slirp_without_privileges_gives_a_scripted_guest_a_lease_and_answers_its
 @pytest.mark.root
 @need_slirp
 def test_slirp_inside_an_unprivileged_users_own_namespaces_answers_the_scripted_guest():
+    if shutil.which("setpriv") is None or shutil.which("unshare") is None:
+        pytest.skip("needs setpriv and unshare (Debian package util-linux)")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                         "unshare", "-Urn", "true"], capture_output=True, text=True)
     if r.returncode != 0:

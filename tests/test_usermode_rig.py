@@ -319,10 +319,13 @@ class GuestRig:
 
     # -- guest side ---------------------------------------------------------------------------
     def dhcp(self, timeout: float = 20.0) -> dict:
-        """A DHCP lease for the guest kernel's TAP: busybox udhcpc if installed, else the Python
-        client over an AF_PACKET socket in the guest namespace."""
+        """A DHCP lease for the guest kernel's TAP: busybox udhcpc if installed, else (or with
+        A2065_TEST_DHCP=python) the Python client over an AF_PACKET socket in the guest
+        namespace, which then configures the address, MTU and default route with ip."""
         from netns import run
         udhcpc = shutil.which("udhcpc") or shutil.which("busybox")
+        if os.environ.get("A2065_TEST_DHCP") == "python":
+            udhcpc = None
         if udhcpc:
             script = os.path.join(self._tmp, "udhcpc.sh")
             with open(script, "w") as f:
