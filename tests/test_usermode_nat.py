@@ -192,8 +192,8 @@ def _unprivileged(name, opts=None, *, userns=False):
     argv = [sys.executable, script, "scripted", name, json.dumps(opts)]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     with netns("a2un") as ns:
-        run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], ns=ns)
-        if name == "passt":
+        if name == "passt":  # libslirp answers pings to its gateway itself: it needs neither
+            run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], ns=ns)
             own_gateway_address(ns)
         if not userns:
             argv = ["ip", "netns", "exec", ns, *argv]
