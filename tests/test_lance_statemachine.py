@@ -319,6 +319,13 @@ class CardMachine(RuleBasedStateMachine):
         self.chip_stopped_behind_driver = True
 
     @rule()
+    def strt_while_running(self):
+        """What Linux writes on MERR: STRT again (INEA momentarily 0 until the handler's end)."""
+        self.board.write16(0x4002, 0)
+        self.board.write16(0x4000, C0.STRT)
+        self.board.write16(0x4000, C0.INEA)
+
+    @rule()
     def init_while_running(self):
         self.board.write16(0x4002, 0)
         self.board.write16(0x4000, C0.INIT | C0.INEA)
