@@ -233,6 +233,7 @@ def test_passt_without_privileges_gives_a_scripted_guest_a_lease_and_answers_its
     assert out["uid"] == 65534
     assert out["steps"][:3] == ["offer", "ack", "arp"]
     assert out["ip"] == "10.0.2.15" and out["mtu"] == 1500
+    assert out["dns"] == []  # no resolver offered unless asked for (dns=...)
     assert out["steps"] == ["offer", "ack", "arp", "ping"], out
 
 
@@ -303,6 +304,32 @@ def test_slirp_answers_arp_and_ping_for_the_gateway_through_the_card_with_dns_di
         assert st["rx_frames"] >= 3 and st["tx_frames"] >= 4
     finally:
         b.close()
+
+
+@pytest.mark.root
+@need_slirp
+def test_slirp_with_dns_disabled_lets_no_dns_query_leave_and_opens_no_socket_for_it():
+    """In a namespace of its own (loopback only), so even a leak could reach nothing."""
+    from netns import in_netns, netns
+    from test_usermode_rig import ipv4_udp
+    with netns("a2ud") as ns, in_netns(ns):
+        b = make_usermode_backend("slirp")
+        try:
+            out = scripted_guest(b, timeout=10)
+            query = (b"\x20\x65\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                     b"\x07example\x03com\x00\x00\x01\x00\x01")
+            gw = bytes.fromhex(out["gateway_mac"].replace(":", ""))
+            assert b.send(ipv4_udp(GUEST_MAC, gw, out["ip"], "10.0.2.3", 40000, 53, query), 0) \
+                is False
+            end, got = time.monotonic() + 0.5, []
+            while time.monotonic() < end:
+                got += b.poll(0)
+                time.sleep(0.01)
+            assert not [p for p in got if p.frame[23:24] == b"\x11"]  # no UDP came back
+            assert "UDP" not in b.connection_info()
+            assert b.stats()["tx_failed"] == {"dns_disabled": 1}
+        finally:
+            b.close()
 
 
 @need_slirp

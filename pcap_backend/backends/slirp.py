@@ -23,9 +23,12 @@ libslirp is loaded with cffi in ABI mode (``libslirp.so.0``: no compiler needed)
 Inbound ports: ``hostfwd=[("tcp", "127.0.0.1", host_port, guest_port), ...]`` →
 ``slirp_add_hostfwd``. DHCP (first lease ``dhcp_start``, default 10.0.2.15) and ARP/ICMP answers
 for the gateway (``host``, 10.0.2.2) come from libslirp; the gateway address reaches the host's
-loopback. DNS is disabled by default (``dns=False`` → ``disable_dns``: libslirp neither answers
-nor forwards DNS, so nothing goes to a real resolver); ``dns=True`` lets libslirp forward queries
-sent to ``nameserver`` (10.0.2.3) to the host's resolvers.
+loopback. DNS is off by default (``dns=False``): ``disable_dns`` is set, but in libslirp 4.7 that
+only stops the redirect to the host's resolvers: a query to ``nameserver`` (10.0.2.3) would then
+leave as ordinary UDP to the literal address 10.0.2.3 on the host's network. So the backend itself
+drops every IPv4 frame the guest sends to the nameserver address (counted in
+``tx_failed.dns_disabled``); nothing reaches any resolver. ``dns=True`` lets libslirp forward
+queries sent to ``nameserver`` to the host's resolvers.
 
 Everything runs in the calling thread (libslirp is not thread-safe); call every method from one.
 """
@@ -253,6 +256,7 @@ class Slirp(Backend):
                              "are forwarded to the host's resolvers", self.name, version,
                              self.config_version, nameserver)
         self.host, self.dhcp_start, self.network = host, dhcp_start, network
+        self.nameserver, self._ns_addr = nameserver, socket.inet_aton(nameserver)
         try:
             for fwd in hostfwd:
                 self.add_hostfwd(*fwd)
@@ -407,6 +411,10 @@ class Slirp(Backend):
             return self._tx_fail("closed")
         if len(frame) > MAX_FRAME:
             return self._tx_fail("too_big", f"{len(frame)} bytes")
+        if not self.dns and len(frame) >= 34 and frame[30:34] == self._ns_addr \
+                and frame[12:14] == b"\x08\x00":
+            return self._tx_fail("dns_disabled", f"guest traffic to the nameserver address "
+                                 f"{self.nameserver} dropped (dns=False)")
         self.lib.slirp_input(self._slirp, frame, len(frame))
         self._raise_callback_error()
         self._tx_ok(frame)
