@@ -27,5 +27,11 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m a2065 bench
 
+asan:
+	sh tools/build_asan.sh --run
+
+fuzz:
+	sh native/fuzz/run.sh 60
+
 clean:
 	rm -rf $(VENV) build *.egg-info native/_native*.so native/_native.c
