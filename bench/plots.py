@@ -48,7 +48,7 @@ def draw(res: dict, out_dir) -> list:
         line(ref.get("tcp_limit_ipv4_ts_Bps", 1_176_853), color="black", ls=":",
              label="10BASE-T TCP limit 1,176,853 B/s")
 
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
     references(ax)
     for name, r in runs.items():
         s = r.get("series") or []
@@ -64,7 +64,7 @@ def draw(res: dict, out_dir) -> list:
     ax.set_title(f"A2065 emulation end to end: goodput over time ({res.get('seconds', '?')} s transfers, "
                  f"{res.get('date', '')} UTC)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=3)
     p = out / "e2e_goodput_time.png"
     fig.tight_layout()
     fig.savefig(p, dpi=110)
