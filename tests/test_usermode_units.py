@@ -103,13 +103,16 @@ def test_passt_daemon_exit_mid_run_is_peer_gone_with_its_exit_status(fake_passt)
     from pcap_backend.backends.passt import Passt
     b = Passt(passt=fake_passt, runas="0")
     try:
+        fd = b.fileno()
         b.send(b"EXIT!!" + bytes(54), 0)
         end = time.monotonic() + 5
         while b.link_up and time.monotonic() < end:
             b.poll(0)
             time.sleep(0.01)
         assert isinstance(b.error, PeerGone) and "exit status 3" in str(b.error)
-        assert b.fileno() is None and b.send(_frame(1), 0) is False
+        import select
+        assert b.fileno() == fd and select.select([fd], [], [], 0)[0] == []  # still selectable
+        assert b.send(_frame(1), 0) is False
     finally:
         b.close()
     assert not os.path.exists(b.socket_path)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
 import shutil
 import signal
 import socket
@@ -105,6 +106,7 @@ class Passt(Backend):
         self._in = bytearray()
         self._rxbuf = bytearray(1 << 18)
         self._sock: Optional[socket.socket] = None
+        self._epoll = select.epoll()  # fileno(): stays the same number for the backend's life
         self._proc: Optional[subprocess.Popen] = None
         self._tmp: Optional[str] = None
         self._finalizer = None
@@ -197,6 +199,7 @@ class Passt(Backend):
                     last = e
                 else:
                     s.setblocking(False)
+                    self._epoll.register(s.fileno(), select.EPOLLIN)
                     for opt, size in ((socket.SO_SNDBUF, 4 << 20), (socket.SO_RCVBUF, 4 << 20)):
                         try:
                             s.setsockopt(socket.SOL_SOCKET, opt, size)
@@ -225,6 +228,10 @@ class Passt(Backend):
                               f"Its last output: {self.log_tail(600) or '(none)'}")
         self.conditions.hit("link:peer_gone", "%s: %s", self.name, self.error)
         if self._sock is not None:
+            try:
+                self._epoll.unregister(self._sock.fileno())
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
 
@@ -242,7 +249,10 @@ class Passt(Backend):
         return not self.closed and self.error is None
 
     def fileno(self) -> Optional[int]:
-        return self._sock.fileno() if self._sock is not None else None
+        """An epoll fd holding the socket: readable when passt has sent something. It stays the
+        same number after passt is gone (never readable then), so a host loop that took it once
+        can keep selecting on it."""
+        return None if self.closed else self._epoll.fileno()
 
     def _flush(self) -> None:
         out = self._out
@@ -347,6 +357,7 @@ class Passt(Backend):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._epoll.close()
         if self._proc is not None:
             if self.exit_status is None:
                 _stop_child(self._proc, None)

@@ -7,7 +7,8 @@ switches across hosts.
 libvdeplug is loaded with cffi in ABI mode (``libvdeplug.so.2``): ``vde_open_real`` (what the
 ``vde_open`` macro expands to, interface version 1), ``vde_send``, ``vde_recv``, ``vde_datafd``,
 ``vde_ctlfd``, ``vde_close``. The data fd is a datagram socket, one frame per datagram, put in
-non-blocking mode; `fileno()` is that fd.
+non-blocking mode. `fileno()` is an epoll fd holding it: the same number across reconnects (a
+host loop that took it once keeps working), readable when a frame is waiting.
 
 Switch failure: the switch closes the control connection (EOF on ``vde_ctlfd``) or sends fail
 with ECONNREFUSED/ENOENT. The link then goes down, `PeerGone` is kept in ``error`` and logged once,
@@ -97,6 +98,7 @@ class Vde(Backend):
         self._datafd = self._ctlfd = -1
         self._buf = self.ffi.new("char[]", VDE_ETHBUFSIZE)
         self._next_try = 0.0
+        self._epoll = select.epoll()
         try:
             self._open()
         except PeerUnreachable as e:
@@ -123,8 +125,14 @@ class Vde(Backend):
         self._ctlfd = self.lib.vde_ctlfd(conn)
         fl = fcntl.fcntl(self._datafd, fcntl.F_GETFL)
         fcntl.fcntl(self._datafd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        self._epoll.register(self._datafd, select.EPOLLIN)
 
     def _close_conn(self) -> None:
+        if self._datafd >= 0:
+            try:
+                self._epoll.unregister(self._datafd)
+            except OSError:
+                pass
         if self._conn != self.ffi.NULL:
             self.lib.vde_close(self._conn)
         self._conn = self.ffi.NULL
@@ -178,7 +186,7 @@ class Vde(Backend):
         return not self.closed and self.error is None
 
     def fileno(self) -> Optional[int]:
-        return None if self._datafd < 0 else self._datafd
+        return None if self.closed else self._epoll.fileno()
 
     def send(self, frame: bytes, t_ns: int) -> bool:
         if self.closed:
@@ -243,6 +251,7 @@ class Vde(Backend):
     def close(self) -> None:
         if not self.closed:
             self._close_conn()
+            self._epoll.close()
         super().close()
 
     def __del__(self):
