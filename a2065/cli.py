@@ -456,8 +456,10 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
-def _open_backend(kind: str, iface: str):
+def _open_backend(kind: str, iface: str, forwards=()):
     from pcap_backend.base import BackendError, NoSuchInterface
+    if kind in USERMODE_BACKENDS:
+        return _open_usermode_backend(kind, iface, forwards)
     try:
         if kind == "afpacket":
             from pcap_backend.backends.afpacket import AfPacket
@@ -475,15 +477,47 @@ def _open_backend(kind: str, iface: str):
         raise Failure(str(e)) from e
 
 
+# --- user-mode backends (passt, libslirp, VDE): pcap_backend/backends/usermode.py ------------------
+USERMODE_BACKENDS = ("passt", "slirp", "vde")
+
+
+def _open_usermode_backend(kind: str, iface, forwards=()):
+    """passt/slirp: NAT for the guest (10.0.2.15 via 10.0.2.2), --forward tcp:HOST:GUEST ports;
+    vde: --iface is the vde_switch control directory."""
+    from pcap_backend.base import BackendError
+    from pcap_backend.backends.usermode import make_usermode_backend
+    fwd = []
+    for spec in forwards or ():
+        proto, _, ports = spec.partition(":")
+        hp, _, gp = ports.partition(":")
+        if proto not in ("tcp", "udp") or not hp.isdigit() or not (gp or hp).isdigit():
+            raise UsageError(f"--forward {spec!r}: expected tcp|udp:HOST_PORT[:GUEST_PORT]")
+        fwd.append((proto, int(hp), int(gp or hp)))
+    try:
+        if kind == "vde":
+            if fwd:
+                raise UsageError("--forward is for passt and slirp (a VDE switch has no NAT)")
+            return make_usermode_backend("vde", switch=iface)
+        if kind == "slirp":
+            return make_usermode_backend("slirp", hostfwd=[(p, "127.0.0.1", h, g) for p, h, g in fwd])
+        return make_usermode_backend("passt",
+                                     tcp_ports=[f"{h}:{g}" for p, h, g in fwd if p == "tcp"],
+                                     udp_ports=[f"{h}:{g}" for p, h, g in fwd if p == "udp"])
+    except BackendError as e:
+        raise Failure(str(e)) from e
+
+
 def cmd_bridge(args) -> int:
     """Live bridging: host interface <-> backend <-> bridge <-> card <-> Linux-style driver <->
     guest TAP (the guest's network stack is whatever sits behind that TAP)."""
     from a2065.runner import Runner
     from pcap_backend.base import BackendError
     from pcap_backend.bridge import PcapngTee
-    if not args.iface:
-        raise UsageError("--iface is required: the host interface to bridge to (see `ip link`)")
-    backend = _open_backend(args.backend, args.iface)
+    if not args.iface and args.backend not in ("passt", "slirp"):
+        raise UsageError("--iface is required: the host interface to bridge to (see `ip link`)"
+                         + ("; for --backend vde, the vde_switch control directory"
+                            if args.backend == "vde" else ""))
+    backend = _open_backend(args.backend, args.iface, getattr(args, "forward", None))
     guest = None
     rec = None
     try:
@@ -609,9 +643,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "them to a TAP device (the guest's network stack sits behind it); what the "
                        "guest sends goes back out the same way. Ctrl-C stops and prints counters.")
     b.add_argument("--iface", help="host interface to bridge to (required)")
-    b.add_argument("--backend", choices=("afpacket", "pcap", "tap"), default="afpacket",
+    b.add_argument("--backend", choices=("afpacket", "pcap", "tap") + USERMODE_BACKENDS,
+                   default="afpacket",
                    help="afpacket (default, Linux, exact super-packet metadata), pcap (libpcap), "
-                   "or tap (create TAP --iface for the host side)")
+                   "or tap (create TAP --iface for the host side); without root: passt or slirp "
+                   "(user-mode NAT, no --iface; the guest gets 10.0.2.15 by DHCP, gateway "
+                   "10.0.2.2 = the host) or vde (--iface = a vde_switch control directory)")
+    b.add_argument("--forward", action="append", metavar="tcp|udp:HOST_PORT[:GUEST_PORT]",
+                   help="passt/slirp: forward a port on the host's loopback to the guest "
+                   "(repeatable)")
     b.add_argument("--timing", choices=("wire", "fast"), default="wire")
     b.add_argument("--policy", choices=("segment", "drop-legacy"), default="segment")
     b.add_argument("--guest-tap", default="a2065g%d", help="TAP device for the guest (default a2065g%%d)")
