@@ -417,23 +417,32 @@ def open_guest_tap(name: str, mac: bytes, netns: Optional[str] = None, *, up: bo
     return tap, mc
 
 
-def run_bridge(*, iface: str, backend: str = "afpacket", timing: str = "wire",
+def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str = "wire",
                policy: str = "segment", record: Optional[str] = None, guest_tap: str = "a2065g%d",
                guest_netns: Optional[str] = None, netns: Optional[str] = None, mac=None,
                duration: Optional[float] = None, handle_signals: bool = True,
                on_ready: Optional[Callable[["LiveBridge"], None]] = None) -> dict:
     """Open everything, bridge until stopped, close everything; return the final counters.
+    `backend` is a kind ("afpacket", "pcap", "tap": opened on `iface`, in `netns` if given) or an
+    already opened Backend object (e.g. a user-mode one), which is closed at the end too.
     Raises pcap_backend BackendError subclasses (NoSuchInterface, PermissionDenied, ...) with
     messages that say what to do."""
     from a2065.board import A2065
-    b = open_backend(backend, iface, netns)
+    if isinstance(backend, str):
+        if not iface:
+            raise ValueError("iface is required for backend " + backend)
+        b = open_backend(backend, iface, netns)
+        kind = backend
+    else:
+        b = backend
+        kind = getattr(b, "name", type(b).__name__)
     tap = mc = rec = lb = None
     try:
         card_mac = bytes(mac) if mac is not None else A2065().mac
         tap, mc = open_guest_tap(guest_tap, card_mac, guest_netns)
         if record:
             from pcap_backend.bridge import PcapngTee
-            rec = PcapngTee(record, comment=f"a2065 bridge on {iface} ({backend}, {policy}, {timing})")
+            rec = PcapngTee(record, comment=f"a2065 bridge on {iface or kind} ({kind}, {policy}, {timing})")
         lb = LiveBridge(b, tap, policy=policy, timing=timing, multicast=mc, mac=card_mac,
                         recorder=rec)
         if on_ready is not None:
@@ -442,7 +451,7 @@ def run_bridge(*, iface: str, backend: str = "afpacket", timing: str = "wire",
         st = lb.stats()
         st["guest_tap"] = tap.ifname
         st["iface"] = iface
-        st["backend_kind"] = backend
+        st["backend_kind"] = kind
         st["record"] = record
         return st
     finally:
