@@ -86,6 +86,26 @@ def _download(rig, nbytes):
     return n, got, sha, res
 
 
+def _upload_from_guest(rig, nbytes):
+    data, sha = sha_stream(nbytes, seed=3)
+    srv = rig.socket_in(rig.host_ns, socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    th, res = tcp_server(srv)
+    cli = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        cli.settimeout(120)
+        cli.connect(("10.0.2.2", srv.getsockname()[1]))
+        cli.sendall(data)
+        cli.shutdown(socket.SHUT_WR)
+        cli.recv(1)  # the server closes after reading to EOF
+        th.join(60)
+    finally:
+        cli.close()
+    rig.check()
+    return sha, res
+
+
 def _upload_to_guest(rig, host_port, guest_port, nbytes):
     data, sha = sha_stream(nbytes, seed=9)
     srv = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
@@ -177,6 +197,19 @@ def test_passt_forwarded_host_port_reaches_a_server_in_the_guest():
         rig.dhcp()
         sha, res = _upload_to_guest(rig, hp, 8080, 1 << 20)
         assert res.get("sha256") == sha and res["bytes"] == 1 << 20
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", [
+    pytest.param("slirp", marks=need_slirp), pytest.param("passt", marks=need_passt)])
+def test_guest_kernel_uploads_10_mb_intact_through_the_card_to_a_host_loopback_server(name):
+    with GuestRig(_rig_backend(name)) as rig:
+        rig.dhcp()
+        sha, res = _upload_from_guest(rig, TEN_MB)
+        assert "error" not in res, res
+        assert res["bytes"] == TEN_MB and res["sha256"] == sha
+        st = rig.pump.runner.stats()
+        assert st["backend"]["tx_bytes"] >= TEN_MB and st["bridge"]["tx_failed"] == 0
 
 
 # ---------------------------------------------------------------------------------------------
