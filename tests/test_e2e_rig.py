@@ -163,7 +163,8 @@ def test_udp_at_5_mbps_arrives_complete_in_wire_timing():
 def test_udp_offered_beyond_10_mbps_is_dropped_where_counted_and_the_counters_add_up():
     with Rig(ipv6=False) as rig:
         # a small socket buffer, like a NIC ring: the overload has to go somewhere visible
-        with rig.card(timing="wire", policy="segment", backend_kw={"rcvbuf": 256 << 10}) as lb:
+        with rig.card(timing="wire", policy="segment", backend_kw={"rcvbuf": 256 << 10},
+                      queue_frames=256) as lb:
             warm = rig.spawn("guest", "udp-recv", "--port", 5011, "--max-seconds", 5, "--idle", 0.5)
             rig.spawn("server", "udp-send", "--to", rig.guest_ip, "--port", 5011, "--count", 5,
                       "--rate-bps", 1_000_000)
@@ -344,3 +345,14 @@ def test_a2065_bridge_subcommand_stops_on_sigint_with_exit_0_and_final_counters(
     assert p.returncode == 0, err
     st = json.loads(out)
     assert "bridge" in st and "delivered" in st["bridge"]
+
+
+@pytest.mark.slow
+def test_twenty_second_wire_transfers_both_ways_and_over_ipv6_stay_intact():
+    with Rig() as rig:
+        with rig.card(timing="wire", policy="segment") as lb:
+            for kw, port in ((dict(), 5061), (dict(ipv6=True), 5062), (dict(to_guest=False), 5063)):
+                got, sent = _tcp(rig, nbytes=23_000_000, port=port, max_seconds=90, **kw)
+                _assert_stream_intact(got, sent, 23_000_000)
+        st = lb.stats()
+    _assert_counters_consistent(st)
