@@ -501,7 +501,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
                         format="%(name)s: %(message)s", stream=sys.stderr)
-    from pcap_backend.base import BackendError
+    from pcap_backend.base import BackendError, NoSuchInterface
 
     def ready(lb):
         print(f"bridging {a.iface} ({a.backend}) <-> A2065 {lb.driver.mac.hex(':')} <-> TAP "
@@ -511,6 +511,12 @@ def main(argv=None) -> int:
         st = run_bridge(iface=a.iface, backend=a.backend, timing=a.timing, policy=a.policy,
                         record=a.record, guest_tap=a.guest_tap, guest_netns=a.guest_netns,
                         netns=a.netns, duration=a.duration, on_ready=ready)
+    except NoSuchInterface as e:
+        print(f"a2065 bridge: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a bad interface name
+        print(f"a2065 bridge: error: {e}", file=sys.stderr)
+        return 2
     except BackendError as e:
         print(f"a2065 bridge: error: {e}", file=sys.stderr)
         return 1

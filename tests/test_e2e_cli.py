@@ -82,3 +82,11 @@ def test_live_bridge_module_carries_ipv6_tcp_run_the_same_way():
     st = json.loads(out)
     assert st["interrupted"] is True
     assert any(m.startswith("33:33:ff") for m in st["driver"]["multicast"])
+
+
+def test_live_bridge_on_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
+    r = subprocess.run([sys.executable, "-m", "a2065.live", "--iface", "a65nosuch0", "--duration", "1"],
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert "ip link" in r.stderr and "Traceback" not in r.stderr
