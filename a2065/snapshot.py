@@ -36,6 +36,7 @@ test loads.
 """
 from __future__ import annotations
 
+import struct
 import zlib
 
 from construct import (Adapter, Const, Int8ub, Int16ub, Int32ub, Int64sb, LazyBound,
@@ -45,6 +46,12 @@ from construct import (Adapter, Const, Int8ub, Int16ub, Int32ub, Int64sb, LazyBo
 FORMAT = "a2065-board"
 CURRENT_VERSION = 1
 MAGIC = b"A2065SNP"
+#: Largest snapshot file ``from_bytes`` accepts. A board state is ~34 KB (32 KB RAM + chip state;
+#: at most one frame of <= 32 KB in flight per direction adds < 70 KB), and parsing hostile
+#: bytes through construct costs ~40 s of CPU and ~17x the input in memory per MB, so files are
+#: capped and their CRC is checked before any of the body is parsed.
+MAX_SNAPSHOT_BYTES = 256 * 1024
+_HEAD = struct.Struct(">8sHI")
 
 #: version v -> function(state of version v) -> state of version v + 1
 UPGRADES: dict = {}
@@ -147,9 +154,26 @@ def to_bytes(state: dict) -> bytes:
 
 
 def from_bytes(data: bytes, *, upgrade_to_current: bool = True) -> dict:
-    """Decode bytes made by ``to_bytes``; by default upgrade to the current version."""
+    """Decode bytes made by ``to_bytes``; by default upgrade to the current version.
+
+    Untrusted input: over ``MAX_SNAPSHOT_BYTES``, a wrong magic, a body length that does not
+    match the file or a wrong CRC-32 are refused before the body is parsed."""
+    data = bytes(data)
+    if len(data) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(f"not an A2065 snapshot: {len(data)} bytes is more than the "
+                            f"{MAX_SNAPSHOT_BYTES} a board state can take")
+    if len(data) < _HEAD.size + 4:
+        raise SnapshotError(f"not an A2065 snapshot: only {len(data)} bytes")
+    magic, _version, body_len = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise SnapshotError("not an A2065 snapshot: wrong magic")
+    if _HEAD.size + body_len + 4 > len(data):
+        raise SnapshotError(f"not an A2065 snapshot: body of {body_len} bytes runs past the end")
+    crc = struct.unpack_from(">I", data, _HEAD.size + body_len)[0]
+    if zlib.crc32(data[10:_HEAD.size + body_len]) != crc:
+        raise SnapshotError("not an A2065 snapshot: CRC-32 mismatch (damaged file)")
     try:
-        parsed = SNAPSHOT_FILE.parse(bytes(data))
+        parsed = SNAPSHOT_FILE.parse(data)
     except SnapshotError:
         raise
     except Exception as e:  # construct raises many kinds; one error for the caller
@@ -210,8 +234,31 @@ def board_state(board) -> dict:
 
 
 def restore_board(board, state: dict) -> None:
-    """Load ``state`` into an existing board (same RAM object; identity may change)."""
+    """Load ``state`` into an existing board (same RAM object; identity may change).
+
+    Snapshots are untrusted input: the state is first restored into a scratch board, so a
+    damaged one raises SnapshotError and leaves ``board`` untouched (never half-restored)."""
     state = upgrade(state)
+    _validated(lambda: _restore_into(_scratch_board(board, state), state))
+    _restore_into(board, state)
+
+
+def _validated(fn):
+    try:
+        return fn()
+    except SnapshotError:
+        raise
+    except Exception as e:  # KeyError, TypeError, ValueError, ... from a damaged state
+        raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from e
+
+
+def _scratch_board(board, state):
+    from .board import A2065
+    return A2065(serial=int(state["serial"]), variant=state["variant"],
+                 timing=state["timing"], strict=True)
+
+
+def _restore_into(board, state: dict) -> None:
     ram = state["ram"]
     if len(ram) != len(board.ram):
         raise SnapshotError(f"RAM is {len(ram)} bytes, expected {len(board.ram)}")
@@ -241,7 +288,7 @@ def board_from_state(cls, state: dict, **kwargs):
     """Build a new board of class ``cls`` from a snapshot; kwargs: irq, on_configured,
     transmit, strict (everything that is not saved)."""
     state = upgrade(state)
-    board = cls(serial=state["serial"], variant=state["variant"], timing=state["timing"],
-                **kwargs)
+    board = _validated(lambda: cls(serial=int(state["serial"]), variant=state["variant"],
+                                   timing=state["timing"], **kwargs))
     restore_board(board, state)
     return board
