@@ -130,7 +130,8 @@ def read_capture(path) -> Capture:
     except CaptureFormatError:
         raise
     except (PcapngException, struct.error, ValueError, IndexError, KeyError, TypeError,
-            AttributeError, OverflowError, EOFError, RecursionError) as e:
+            AttributeError, OverflowError, EOFError, RecursionError,
+            OSError) as e:  # OSError: python-pcapng's inet_ntoa on a short address option
         raise CaptureFormatError(
             f"{path} is not a readable pcapng file ({type(e).__name__}: {e}); "
             "check it with `tshark -r FILE`") from e
