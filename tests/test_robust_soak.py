@@ -59,3 +59,14 @@ def test_a_five_minute_soak_keeps_memory_flat():
     r = cs.run(seconds=300, seed=14, sample_seconds=5)
     _assert_consistent(r)
     assert r["rss_slope_kb_per_min"] < 256
+
+
+@pytest.mark.root
+def test_twenty_seconds_of_kernel_tcp_through_the_rig_at_full_speed_arrive_intact_without_stalls():
+    from tools import campaign_rig_soak as rs
+
+    r = rs.run(seconds=20, timing="fast", sample_seconds=1.0, port=5311)
+    assert r["intact"] and r["eof"] and r["bytes_received"] > 1_000_000
+    assert r["counters_consistent"] and r["stalls"] == 0
+    assert r["segment_failures"] == {} and r["kernel_drops"] == 0
+    assert r["rss_kb_max"] - r["rss_kb_first"] < 32 * 1024
