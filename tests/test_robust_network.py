@@ -143,3 +143,36 @@ def test_gso_metadata_that_lies_about_offsets_is_refused_not_trusted():
     offered, got, s = _through_card([f], meta=meta)
     assert all(len(x) <= 1514 for x in offered)
     assert s["dropped_total"] + s["delivered"] >= 1
+
+
+def test_hostile_frames_through_the_bridge_run_clean_on_the_asan_and_ubsan_build_of_the_c_core(
+        tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which(os.environ.get("CC", "gcc")) is None:
+        pytest.skip("no C compiler for the sanitized build")
+    r = subprocess.run(["sh", str(root / "tools" / "build_asan.sh"), str(tmp_path)], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode == 77:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr[-2000:]
+    so = next((tmp_path / "native").glob("_native*.so"))
+    libasan = subprocess.run([os.environ.get("CC", "gcc"), "-print-file-name=libasan.so"],
+                             capture_output=True, text=True).stdout.strip()
+    env = dict(os.environ, A2065_NATIVE_LIB=str(so), LD_PRELOAD=libasan, PYTHONMALLOC="malloc",
+               ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    env.pop("A2065_NATIVE", None)
+    code = ("import native, json; assert native.IMPLEMENTATION == 'c', native.IMPLEMENTATION; "
+            "from tools import campaign_network as cn; r = cn.run(seed=4, frames=3000); "
+            "print(json.dumps({'frames': r['frames'], 'segments': r['segments_made'], "
+            "'failures': r['failures']}))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600)
+    tail = (p.stdout + p.stderr)[-3000:]
+    assert p.returncode == 0, tail
+    assert "AddressSanitizer" not in tail and "runtime error" not in tail, tail
+    assert '"failures": []' in p.stdout and '"frames": 3000' in p.stdout, tail
