@@ -216,3 +216,14 @@ def test_the_atheris_pcapng_target_runs_fifteen_seconds_without_a_finding(tmp_pa
     assert r.returncode == 0 and not list(tmp_path.glob("crash-*")), log[-4000:]
     runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", log)
     assert runs and int(runs.group(1)) > 100, log[-2000:]
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("snapshot-*.snap")), ids=lambda p: p.name)
+def test_every_snapshot_regression_gives_snapshot_error_and_leaves_the_board_untouched(path):
+    b = _running_board()
+    keep = snapmod.to_bytes(b.snapshot())
+    with pytest.raises(snapmod.SnapshotError):
+        b.restore(snapmod.from_bytes(path.read_bytes()))
+    with pytest.raises(snapmod.SnapshotError):
+        A2065.from_snapshot(snapmod.from_bytes(path.read_bytes()))
+    assert snapmod.to_bytes(b.snapshot()) == keep
