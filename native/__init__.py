@@ -4,6 +4,8 @@
     native.checksum(data, initial=0)      RFC 1071: ~fold(sum16(data) + initial) & 0xFFFF
     native.crc32(data, crc=0)             == zlib.crc32(data, crc)
     native.fcs(data)                      crc32(data).to_bytes(4, "little")
+    native.fcs_frames(buf, table, n=None) batch FCS: frame i at buf[table[2i]:][:table[2i+1]] gets
+                                          its FCS written right after it; one C call for all n
     native.segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
                    append_fcs=False) -> list[bytes]
     native.Segmenter                      zero-copy hot path: preallocated out buffer and table
@@ -36,7 +38,7 @@ from .errors import (  # noqa: F401  (re-exported)
 from .oracle import CSUM_DETECT, CSUM_NONE, CSUM_PARTIAL, ETH_MAX, ETH_MIN, FRAME_LIMIT  # noqa: F401
 
 __all__ = [
-    "IMPLEMENTATION", "checksum", "crc32", "fcs", "segment", "segment_into", "Segmenter",
+    "IMPLEMENTATION", "checksum", "crc32", "fcs", "fcs_frames", "segment", "segment_into", "Segmenter",
     "impl_info", "CSUM_NONE", "CSUM_PARTIAL", "CSUM_DETECT", "SegmentError", "ERRORS",
 ] + [cls.__name__ for cls in ERRORS.values()]
 
@@ -85,6 +87,8 @@ if _ext is not None:
     _c_checksum = lib.a2065_checksum
     _c_crc32 = lib.a2065_crc32
     _c_segment = lib.a2065_segment
+    # an extension built from an older a2065net.c lacks it (fcs_frames then raises ArgError)
+    _c_fcs_frames = getattr(lib, "a2065_fcs_frames", None)
 
     def _cbuf(data):
         """(pointer-compatible object, length): bytes go straight in, other buffers by from_buffer."""
@@ -94,31 +98,67 @@ if _ext is not None:
             data = data.cast("B")
         return _from_buffer(data), len(data)
 
+    # The wrappers call C first and check ranges only when cffi refuses a value (OverflowError):
+    # the common call (bytes, in-range int) pays no Python-level checks.
     def checksum(data, initial: int = 0) -> int:
         """RFC 1071 Internet checksum: ~fold(sum16(data) + initial) & 0xFFFF."""
-        if not 0 <= initial <= 0xFFFFFFFF:
-            raise ArgError("initial must fit 32 bits")
-        if type(data) is bytes:
-            return _c_checksum(data, len(data), initial)
-        p, n = _cbuf(data)
-        return _c_checksum(p, n, initial)
+        try:
+            if type(data) is bytes:
+                return _c_checksum(data, len(data), initial)
+            p, n = _cbuf(data)
+            return _c_checksum(p, n, initial)
+        except OverflowError:
+            raise ArgError("initial must fit 32 bits") from None
 
     def crc32(data, crc: int = 0) -> int:
         """CRC-32 as ``zlib.crc32(data, crc)``."""
-        if not 0 <= crc <= 0xFFFFFFFF:
-            raise ArgError("crc must fit 32 bits")
+        try:
+            if type(data) is bytes:
+                return _c_crc32(data, len(data), crc)
+            p, n = _cbuf(data)
+            return _c_crc32(p, n, crc)
+        except OverflowError:
+            raise ArgError("crc must fit 32 bits") from None
+
+    def fcs(data) -> bytes:
+        """Ethernet FCS as it follows the frame on the wire: crc32 little-endian."""
         if type(data) is bytes:
-            return _c_crc32(data, len(data), crc)
+            return _c_crc32(data, len(data), 0).to_bytes(4, "little")
         p, n = _cbuf(data)
-        return _c_crc32(p, n, crc)
+        return _c_crc32(p, n, 0).to_bytes(4, "little")
+
+    def fcs_frames(buf, table, n=None) -> int:
+        """Batch FCS in one C call: for each of the first n (offset, length) pairs of ``table``
+        (a buffer of uint32, e.g. ``Segmenter.table`` or ``array.array("I")``; default: all),
+        write crc32(buf[offset:offset+length]) little-endian at buf[offset+length:+4].
+        ``buf`` must be writable. Returns n; ArgError if an FCS would end past ``buf`` (checked
+        before anything is written)."""
+        bp = _from_buffer(buf, require_writable=True)
+        tmv = memoryview(table)
+        if tmv.itemsize != 4:
+            tmv = tmv.cast("B").cast("I")
+        pairs = len(tmv) // 2
+        if n is None:
+            n = pairs
+        elif not 0 <= n <= pairs:
+            raise ArgError("n exceeds the table's pairs")
+        if _c_fcs_frames is None:
+            raise ArgError("this build of the extension has no a2065_fcs_frames: rebuild it "
+                           "(python3 setup.py build_ext --inplace)")
+        r = _c_fcs_frames(bp, len(bp), ffi.cast("uint32_t *", _from_buffer(tmv)), n)
+        if r < 0:
+            raise error_for(r)
+        return r
 
     def impl_info() -> dict:
         """Which code paths the C core chose at load time, e.g. {"checksum": "avx2", "crc32": "pclmul"}."""
         s = ffi.string(lib.a2065_impl_info()).decode()
         return dict(kv.split("=", 1) for kv in s.split())
 
-    def _set_impl(checksum_wide: bool, crc_clmul: bool) -> bool:
-        """Tests only: choose the AVX2 checksum / PCLMUL CRC paths (False: portable). True if possible."""
+    def _set_impl(checksum_wide: bool, crc_clmul) -> bool:
+        """Tests only: choose the AVX2 checksum / carry-less CRC paths (False: portable). crc_clmul:
+        False slice-by-8, True the widest carry-less path (VPCLMULQDQ 256-bit where the CPU has
+        it), 2 the 128-bit PCLMULQDQ path. True if possible."""
         return lib.a2065_set_impl(int(checksum_wide), int(crc_clmul)) == 0
 
 else:
@@ -134,6 +174,30 @@ else:
             raise ArgError("crc must fit 32 bits")
         return zlib.crc32(data, crc)
 
+    def fcs(data) -> bytes:
+        """Ethernet FCS as it follows the frame on the wire: crc32 little-endian."""
+        return crc32(data).to_bytes(4, "little")
+
+    def fcs_frames(buf, table, n=None) -> int:
+        """Batch FCS (see the C version): zlib per frame."""
+        mv = memoryview(buf).cast("B")
+        if mv.readonly:
+            raise ArgError("buf is read-only")
+        tmv = memoryview(table)
+        if tmv.itemsize != 4:
+            tmv = tmv.cast("B").cast("I")
+        pairs = len(tmv) // 2
+        if n is None:
+            n = pairs
+        elif not 0 <= n <= pairs:
+            raise ArgError("n exceeds the table's pairs")
+        t = tmv[:2 * n].tolist()
+        if any(o + ln + 4 > len(mv) for o, ln in zip(t[0::2], t[1::2])):
+            raise ArgError("an FCS would end past buf")
+        for o, ln in zip(t[0::2], t[1::2]):
+            mv[o + ln:o + ln + 4] = zlib.crc32(mv[o:o + ln]).to_bytes(4, "little")
+        return n
+
     def impl_info() -> dict:
         return {"checksum": "python", "crc32": "zlib"}
 
@@ -141,17 +205,14 @@ else:
         return False
 
 
-def fcs(data) -> bytes:
-    """Ethernet FCS as it follows the frame on the wire: crc32 little-endian."""
-    return crc32(data).to_bytes(4, "little")
-
-
 class Segmenter:
     """Preallocated output buffer + (offset, length) table for the bridge's hot path.
 
     ``n = s.run(frame, gso_size=..., ...)`` makes one C call and returns the frame count (or raises
     the SegmentError subclass); the frames are then ``s.out[s.table[2*i]:][:s.table[2*i+1]]``, or
-    use ``s.views(n)`` / ``s.frames(n)``. Buffers are reused until the next run(). Not thread-safe.
+    use ``s.views(n)`` (no copy, valid until the next run()), ``s.take(n)`` (one copy, views that
+    outlive run()) or ``s.frames(n)`` (bytes). Buffers are reused until the next run(). Not
+    thread-safe.
     """
 
     def __init__(self, out_cap: int = _OUT_START, table_cap: int = _TABLE_START):
@@ -178,12 +239,12 @@ class Segmenter:
                 p, n = frame, len(frame)
             else:
                 p, n = _cbuf(frame)
-            if not (0 <= gso_size <= 0xFFFFFFFF and 0 <= mss <= 0xFFFFFFFF
-                    and 0 <= csum_start <= 0xFFFFFFFF and 0 <= csum_offset <= 0xFFFFFFFF):
-                raise ArgError("gso_size/mss/csum_start/csum_offset out of range")
-            r = _c_segment(p, n, gso_size, mss, csum, csum_start, csum_offset,
-                           1 if append_fcs else 0, self._out_c, self.out_cap, self._table_c,
-                           self.table_cap)
+            try:  # cffi range-checks the uint32 arguments; no Python-level checks on the hot path
+                r = _c_segment(p, n, gso_size, mss, csum, csum_start, csum_offset,
+                               1 if append_fcs else 0, self._out_c, self.out_cap, self._table_c,
+                               self.table_cap)
+            except OverflowError:
+                raise ArgError("gso_size/mss/csum/csum_start/csum_offset out of range") from None
             if r < 0:
                 raise error_for(r)
             return r
@@ -204,6 +265,16 @@ class Segmenter:
         t = self.table[:2 * n].tolist()
         mv = self._mv
         return [mv[o:o + ln] for o, ln in zip(t[0::2], t[1::2])]
+
+    def take(self, n: int) -> list:
+        """The n frames copied out once, for a queue: one ``bytes`` copy of the used region and
+        a read-only memoryview per frame into it. Unlike views(), they stay valid after the next
+        run(); the copy lives as long as any of its views (the bridge's hot path)."""
+        if n == 0:
+            return []
+        t = self.table[:2 * n].tolist()
+        blob = memoryview(bytes(self._mv[:t[-2] + t[-1]]))
+        return [blob[o:o + ln] for o, ln in zip(t[0::2], t[1::2])]
 
     def frames(self, n: int) -> list:
         """The n frames as bytes (one copy of the used region, then slices: fewer allocations)."""

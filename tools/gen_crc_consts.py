@@ -25,5 +25,7 @@ def k(e):
 
 
 if __name__ == "__main__":
-    for name, d in (("FOLD512", 512), ("FOLD128", 128)):
+    # 1024: the 256-bit VPCLMULQDQ main loop (4 registers of 2 blocks); 512, 256, 128: folding
+    # 128-bit blocks that far apart (crc_clmul's loop, crc_vclmul's reductions, the final folds)
+    for name, d in (("FOLD1024", 1024), ("FOLD512", 512), ("FOLD256", 256), ("FOLD128", 128)):
         print(f"{name}: lo=0x{k(d + 32):09x} hi=0x{k(d - 32):09x}")

@@ -43,11 +43,19 @@ int a2065_segment(const uint8_t *frame, size_t len, uint32_t gso_size, uint32_t 
                   uint32_t csum_start, uint32_t csum_offset, int append_fcs,
                   uint8_t *out, size_t out_cap, uint32_t *table, size_t table_cap);
 
-/* "checksum=<avx2|portable> crc32=<pclmul|slice8>": the paths chosen at load time. */
+/* Batch FCS: for each of the count (offset, length) pairs in table, store crc32(buf[offset ..
+ * offset+length)) little-endian at buf[offset+length .. +4). Returns count, or A2065_ERR_ARG
+ * (NULL pointer, or an entry whose FCS would end past cap: checked before anything is written). */
+int a2065_fcs_frames(uint8_t *buf, size_t cap, const uint32_t *table, size_t count);
+
+/* "checksum=<avx2|portable> crc32=<pclmul|slice8> crc32_fold=<256|128|0>": the paths chosen at
+ * load time (crc32_fold: register width of the carry-less folding, 0 for the table). */
 const char *a2065_impl_info(void);
 
-/* Tests and benchmarks: choose the wide checksum / PCLMUL CRC paths (0 = portable).
- * Returns 0, or A2065_ERR_ARG if the CPU lacks a requested feature (nothing changed). */
+/* Tests and benchmarks: choose the paths. checksum_wide: 1 AVX2, 0 portable. crc_clmul: 0
+ * slice-by-8, 1 the widest carry-less path the CPU has (VPCLMULQDQ 256-bit, else PCLMULQDQ),
+ * 2 PCLMULQDQ 128-bit. Returns 0, or A2065_ERR_ARG if the CPU lacks a requested feature or a
+ * value is unknown (nothing changed). */
 int a2065_set_impl(int checksum_wide, int crc_clmul);
 /* CDEF-END */
 
