@@ -309,8 +309,9 @@ def test_live_bridge_command_carries_traffic_and_stops_on_sigint_with_final_coun
                                      "--iface", rig.wire_dev, "--guest-netns", rig.ns_guest,
                                      "--guest-tap", rig.tap_name, "--json"])
         try:
-            assert rig.wait_for(lambda: rig.run("guest", ["ip", "link", "show", rig.tap_name],
-                                                check=False).returncode == 0, 15), p.stderr.read() if p.poll() is not None else "no TAP"
+            assert rig.wait_for(lambda: p.poll() is not None or rig.run(
+                "guest", ["ip", "link", "show", rig.tap_name], check=False).returncode == 0, 15)
+            assert p.poll() is None, p.stderr.read()
             rig.configure_guest()
             got, sent = _tcp(rig, nbytes=300_000, port=5040)
             p.send_signal(signal.SIGINT)
