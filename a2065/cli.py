@@ -10,7 +10,7 @@ Subcommands::
     a2065 bridge   --iface IF [--backend afpacket|pcap|tap] [--timing wire|fast]
                    [--policy segment|drop-legacy] [--guest-tap NAME] [--duration S]
                    [--record FILE] [--json]
-    a2065 bench    (not yet available)
+    a2065 bench    [--quick] [--out DIR] [--only NAMES]
 
 Exit codes (scripts can rely on them):
 
@@ -509,67 +509,79 @@ def _open_usermode_backend(kind: str, iface, forwards=()):
 
 def cmd_bridge(args) -> int:
     """Live bridging: host interface <-> backend <-> bridge <-> card <-> Linux-style driver <->
-    guest TAP (the guest's network stack is whatever sits behind that TAP)."""
-    from a2065.runner import Runner
+    guest TAP (the guest's network stack is whatever sits behind that TAP). The loop is
+    ``a2065.live`` (events at their own emulated times, guest multicast list -> LADRF, TAP with
+    the card's MAC, SIGINT/SIGTERM stop after the current step with final counters)."""
+    from a2065 import live
+    from a2065.rig import in_netns
     from pcap_backend.base import BackendError
-    from pcap_backend.bridge import PcapngTee
     if not args.iface and args.backend not in ("passt", "slirp"):
         raise UsageError("--iface is required: the host interface to bridge to (see `ip link`)"
                          + ("; for --backend vde, the vde_switch control directory"
                             if args.backend == "vde" else ""))
-    backend = _open_backend(args.backend, args.iface, getattr(args, "forward", None))
-    guest = None
-    rec = None
     try:
-        try:
-            from pcap_backend.backends.tap import Tap
-            guest = Tap(args.guest_tap)
-        except BackendError as e:
-            raise Failure(f"guest TAP {args.guest_tap}: {e}") from e
-        mac = _parse_mac(args.mac) if args.mac else None
-        if args.record:
-            rec = PcapngTee(args.record, comment=f"a2065 bridge on {args.iface} ({args.backend})")
-        runner = Runner(backend, policy=args.policy, timing=args.timing, mac=mac,
-                        on_receive=lambda f, t: guest.send(f, t), recorder=rec)
-        sent = {"n": 0, "busy": 0}
+        with in_netns(args.netns):
+            backend = _open_backend(args.backend, args.iface, getattr(args, "forward", None))
+    except FileNotFoundError as e:
+        raise UsageError(f"--netns {args.netns}: no such network namespace (see `ip netns`)") from e
+    mac = _parse_mac(args.mac) if args.mac else None
 
-        def pump(r):  # what the guest's stack sends goes out through the driver
-            for p in guest.poll(r.now, 16):
-                if r.driver.send(p.frame):
-                    sent["n"] += 1
-                else:
-                    sent["busy"] += 1
-
+    def ready(lb):
         if not args.json:
-            print(f"bridging {args.iface} ({args.backend}) <-> A2065 {runner.driver.mac.hex(':')} <-> "
-                  f"TAP {guest.ifname}; {args.policy}, {args.timing} timing; Ctrl-C stops",
-                  file=sys.stderr if not sys.stdout.isatty() else sys.stdout)
-        interrupted = False
-        try:
-            runner.run_live(args.duration, on_step=pump, extra_fds=[guest.fileno()])
-        except KeyboardInterrupt:
-            interrupted = True
-        st = runner.stats()
-        st["guest_tx_frames"] = sent["n"]
-        st["guest_tx_busy"] = sent["busy"]
-        st["interrupted"] = interrupted
-    finally:
-        if rec is not None:
-            rec.close()
-        if guest is not None:
-            guest.close()
-        backend.close()
+            print(f"bridging {args.iface or args.backend} ({args.backend}) <-> A2065 "
+                  f"{lb.driver.mac.hex(':')} <-> TAP {lb.guest.ifname}; {args.policy}, "
+                  f"{args.timing} timing; Ctrl-C stops",
+                  file=sys.stderr if not sys.stdout.isatty() else sys.stdout, flush=True)
+    try:
+        st = live.run_bridge(iface=args.iface, backend=backend, timing=args.timing,
+                             policy=args.policy, record=args.record, guest_tap=args.guest_tap,
+                             guest_netns=args.guest_netns, mac=mac, duration=args.duration,
+                             on_ready=ready)
+    except FileNotFoundError as e:
+        raise UsageError(f"--guest-netns {args.guest_netns}: no such network namespace "
+                         "(see `ip netns`)") from e
+    except BackendError as e:
+        raise Failure(f"guest TAP {args.guest_tap}: {e}") from e
+    st["guest_tx_frames"] = st["guest"]["sent"]
     if args.json:
         print(json.dumps(st, indent=2, default=str))
     else:
-        b = st["bridge"]
-        rows = [["received / super-packets", f"{b['received']:,} / {b['super_packets']:,}"],
-                ["segments made", f"{b['segments_made']:,}"],
-                ["delivered to the card", f"{b['delivered']:,} ({b['delivered_bytes']:,} B)"],
-                ["dropped", _drops(b["dropped"])],
-                ["transmitted / failed", f"{b['transmitted']:,} / {b['tx_failed']:,}"],
-                ["guest frames out / busy", f"{sent['n']:,} / {sent['busy']:,}"]]
-        print(_table(rows, ["", ""]))
+        print(_table(live.summary_rows(st), ["", ""]))
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    """Run bench/*.py, each writing DIR/<name>.json; e2e (root) also draws its goodput PNGs."""
+    import subprocess
+    out = Path(args.out) if args.out else ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    names = ["native", "lance", "board", "bridge", "e2e"]
+    if args.only:
+        names = [n for n in args.only.split(",") if n]
+    failed, ran = [], []
+    for name in names:
+        script = ROOT / "bench" / f"{name}.py"
+        if not script.exists():
+            if args.only:
+                raise UsageError(f"no benchmark {name!r} (bench/{name}.py)")
+            continue
+        if name == "e2e" and os.geteuid() != 0:
+            print("a2065 bench: e2e skipped: needs root (network namespaces, TAP, AF_PACKET)",
+                  file=sys.stderr)
+            continue
+        argv = [sys.executable, str(script), "--json", str(out / f"{name}.json")]
+        if args.quick:
+            argv.append("--quick")
+        if name == "e2e":
+            argv += ["--plots", str(out)]
+        print(f"== {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+        if subprocess.run(argv, cwd=str(ROOT)).returncode != 0:
+            failed.append(name)
+        else:
+            ran.append(name)
+    if failed:
+        raise Failure(f"benchmarks failed: {', '.join(failed)} (the others wrote their JSON to {out})")
+    print(f"results: {', '.join(str(out / (n + '.json')) for n in ran) or 'none'}")
     return EXIT_OK
 
 
@@ -659,13 +671,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     b.add_argument("--record", metavar="FILE", help="pcapng of both directions at the card")
     b.add_argument("--json", action="store_true", help="print the final counters as JSON")
+    b.add_argument("--netns", metavar="NS", help="open --iface in network namespace NS")
+    b.add_argument("--guest-netns", metavar="NS", help="create the guest TAP in network namespace NS")
     b.set_defaults(func=cmd_bridge)
 
-    be = sub.add_parser("bench", help="run the benchmarks (not available yet; use python bench/*.py)",
-                        description="Run the benchmarks and write JSON and plots. Not available "
-                        "in this version: run python bench/bridge.py --json FILE meanwhile.")
-    be.add_argument("--quick", action="store_true")
-    be.set_defaults(func=cmd_not_yet)
+    be = sub.add_parser("bench", help="run the benchmarks, write JSON and goodput plots",
+                        description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
+                        "root) e2e.py; each writes DIR/<name>.json; e2e also draws "
+                        "e2e_goodput_time.png and e2e_goodput_summary.png (matplotlib).")
+    be.add_argument("--quick", action="store_true", help="shorter runs (e2e: 5 s transfers)")
+    be.add_argument("--out", metavar="DIR", help="where JSON and PNGs go (default bench/results)")
+    be.add_argument("--only", metavar="NAMES", help="comma-separated subset, e.g. e2e,bridge")
+    be.set_defaults(func=cmd_bench)
     return p
 
 

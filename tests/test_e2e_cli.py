@@ -56,8 +56,6 @@ def _run_bridge_and_transfer(ipv6: bool, nbytes: int = 300_000):
     return got, sent, p.returncode, out, err
 
 
-@pytest.mark.xfail(strict=False, reason="a2065/cli.py cmd_bridge does not mirror the guest's multicast "
-                   "list into LADRF yet (a2065.live.run_bridge does); see .team/notes-cli.md")
 def test_a2065_bridge_carries_ipv6_tcp_because_the_guest_multicast_groups_reach_ladrf():
     got, sent, rc, out, err = _run_bridge_and_transfer(ipv6=True)
     assert rc == 0, err
