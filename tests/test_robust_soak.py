@@ -70,3 +70,10 @@ def test_twenty_seconds_of_kernel_tcp_through_the_rig_at_full_speed_arrive_intac
     assert r["counters_consistent"] and r["stalls"] == 0
     assert r["segment_failures"] == {} and r["kernel_drops"] == 0
     assert r["rss_kb_max"] - r["rss_kb_first"] < 32 * 1024
+
+
+def test_the_stream_stays_intact_across_the_32_bit_tcp_sequence_wrap(monkeypatch):
+    monkeypatch.setattr(cs, "ISN", 0xFFFFFFFF - 3_000_000)  # wraps after 3 MB
+    r = cs.run(seconds=3, seed=15, max_bytes=12_000_000)
+    _assert_consistent(r)
+    assert r["stream_bytes"] > 3_000_000

@@ -182,9 +182,9 @@ class Peer:
         if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
             return
         ack = struct.unpack_from("!I", frame, 42)[0]
-        off = (ack - ISN) & 0xFFFFFFFF
-        if self.una < off <= self.nxt:
-            self.una = off
+        delta = (ack - (ISN + self.una)) & 0xFFFFFFFF  # modulo 2^32: the stream passes 4 GiB
+        if 0 < delta <= self.nxt - self.una:
+            self.una += delta
             self.last_progress_ns = now
 
 
@@ -213,9 +213,8 @@ class Guest:
             return
         seq = struct.unpack_from("!I", seg, 4)[0]
         data = seg[(seg[12] >> 4) * 4:]
-        off = (seq - ISN) & 0xFFFFFFFF
         if data:
-            if off == self.expected:
+            if seq == (ISN + self.expected) & 0xFFFFFFFF:  # sequence numbers wrap at 4 GiB
                 self.hash.update(data)
                 self.expected += len(data)
             else:
