@@ -53,6 +53,22 @@ def _series(samples, first_ns):
     return out
 
 
+def _progress(name, proc, lb, timeout):
+    """On a terminal, one status line while a run lasts (quiet when stderr is piped)."""
+    if not sys.stderr.isatty():
+        return
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < timeout:
+        el = time.monotonic() - t0
+        b = lb.bridge.delivered_bytes + lb.bridge.transmitted_bytes
+        sys.stderr.write(f"\r  {name:16s} {el:5.1f} s  {b / 1e6:9.1f} MB through the card  "
+                         f"({b / max(el, 1e-3) / 1e3:,.0f} KB/s)")
+        sys.stderr.flush()
+        time.sleep(0.5)
+    sys.stderr.write("\r" + " " * 78 + "\r")
+    sys.stderr.flush()
+
+
 def tcp_run(name, *, timing, policy, seconds, ipv6=False, to_guest=True, port=5001,
             verbose=True):
     with Rig(ipv6=True) as rig:
@@ -69,6 +85,7 @@ def tcp_run(name, *, timing, policy, seconds, ipv6=False, to_guest=True, port=50
                            port, "--max-seconds", max_s, "--sample-ms", 250)
             tx = rig.spawn(tx_ns, "tcp-send", "--to", dst, "--port", port, "--duration", seconds,
                            "--linger", 2 if legacy else 60)
+            _progress(name, rx, lb, max_s + 60)
             got = Rig.result(rx, timeout=max_s + 60)
             sent = Rig.result(tx, timeout=max_s + 60)
         st = lb.stats()
