@@ -309,7 +309,8 @@ class _Driver:
 
     @staticmethod
     def off(lance_addr: int) -> int:
-        """Board offset of a LANCE address (ref: section 1 "LANCE view": 0x8000+n = base+0x8000+n)."""
+        """Board offset of a LANCE address (ref: section 1 "LANCE view": LANCE 0x8000+n is
+        base+0x8000+n)."""
         return RAM_OFFSET + (lance_addr & 0x7FFF)
 
     def copy_to_card(self, lance_addr: int, data: bytes) -> None:
@@ -517,7 +518,8 @@ class LinuxA2065Driver(_Driver):
         self._load_csrs()
         if with_rx_mode:
             mode = MODE_PROM if self.promisc else 0
-            ladrf = (0, 0, 0, 0) if self.promisc else ladrf_for(self.multicast, allmulti=self.allmulti)
+            ladrf = ((0, 0, 0, 0) if self.promisc
+                     else ladrf_for(self.multicast, allmulti=self.allmulti))
         else:
             mode, ladrf = 0, (0, 0, 0, 0)
         self._init_ring(mode, ladrf)

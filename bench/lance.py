@@ -213,7 +213,8 @@ def run(quick: bool) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = [f"{'path':<10} {'model fps':>12} {'floor fps':>12} {'model/floor':>12} {'ns/frame':>10}"]
+    lines = [f"{'path':<10} {'model fps':>12} {'floor fps':>12} {'model/floor':>12} "
+             f"{'ns/frame':>10}"]
     for name in ("rx_1514", "rx_64", "tx_1514", "tx_64"):
         lines.append(f"{name:<10} {res[name + '_fps']:>12,} {res[name + '_copy_floor_fps']:>12,} "
                      f"{res[name + '_vs_copy_floor']:>12} {res[name + '_ns_per_frame']:>10,}")

@@ -6,7 +6,6 @@ TDMD or its poll), and resets whenever an interrupt finds RXON or TXON clear (re
 """
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from a2065.driver import C0, NetBSDLeDriver, R1, T1, T3, ladrf_bit, ladrf_for
