@@ -14,6 +14,7 @@ Runs (S = 20 s, --quick 5 s; the sender sends for S seconds, the receiver measur
   legacy_ipv4      server -> guest, IPv4, wire timing, drop-legacy (receiver stops after S s)
   fast_ipv4        server -> guest, IPv4, fast timing, segment
   guest_to_server  guest -> server, IPv4, wire timing, segment
+  guest_to_server_ipv6  the same over IPv6
   udp              5 Mb/s and 20 Mb/s datagram streams server -> guest (wire timing)
 
 JSON keys: wire_ipv4_goodput_Bps, wire_ipv6_goodput_Bps, legacy_ipv4_goodput_Bps,
@@ -167,6 +168,7 @@ def main(argv=None) -> int:
         ("legacy_ipv4", dict(timing="wire", policy="drop-legacy"), 5103),
         ("fast_ipv4", dict(timing="fast", policy="segment"), 5104),
         ("guest_to_server", dict(timing="wire", policy="segment", to_guest=False), 5105),
+        ("guest_to_server_ipv6", dict(timing="wire", policy="segment", to_guest=False, ipv6=True), 5106),
     ]
     runs = {}
     print(f"e2e bench: {secs:g} s transfers", file=sys.stderr)
@@ -193,6 +195,7 @@ def main(argv=None) -> int:
         "legacy_ipv4_goodput_Bps": g("legacy_ipv4"),
         "fast_ipv4_goodput_Bps": g("fast_ipv4"),
         "guest_to_server_wire_goodput_Bps": g("guest_to_server"),
+        "guest_to_server_wire_ipv6_goodput_Bps": g("guest_to_server_ipv6"),
         "bytes_lost": sum(r["bytes_lost"] for n, r in runs.items() if r["policy"] == "segment"),
         "limits": {"tcp_ipv4_ts_Bps": LIMIT_TS_V4, "tcp_ipv6_ts_Bps": LIMIT_TS_V6,
                    "goal_wire_Bps": 1_120_000, "goal_fast_Bps": 50_000_000},

@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 
 LABELS = {
-    "wire_ipv4": "wire, segment, IPv4",
-    "wire_ipv6": "wire, segment, IPv6",
-    "guest_to_server": "wire, segment, guest->server",
-    "legacy_ipv4": "wire, drop-legacy, IPv4",
-    "fast_ipv4": "fast, segment, IPv4",
+    "wire_ipv4": "wire, segment, IPv4, server->guest",
+    "wire_ipv6": "wire, segment, IPv6, server->guest",
+    "guest_to_server": "wire, segment, IPv4, guest->server",
+    "guest_to_server_ipv6": "wire, segment, IPv6, guest->server",
+    "legacy_ipv4": "wire, drop-legacy, IPv4, server->guest",
+    "fast_ipv4": "fast, segment, IPv4, server->guest",
 }
 
 
@@ -74,7 +75,7 @@ def draw(res: dict, out_dir) -> list:
     fig, ax = plt.subplots(figsize=(10, 4.8))
     names = [n for n in LABELS if n in runs]
     vals = [max(runs[n]["goodput_Bps"], 1) for n in names]
-    colors = ["tab:blue", "tab:cyan", "tab:olive", "tab:red", "tab:orange"][:len(names)]
+    colors = ["tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:red", "tab:orange"][:len(names)]
     ax.barh([LABELS[n] for n in names], vals, color=colors)
     for i, v in enumerate(vals):
         ax.text(v * 1.08, i, f"{v / 1e3:,.1f} KB/s", va="center", fontsize=8)

@@ -98,6 +98,16 @@ def test_guest_to_server_tcp_in_wire_timing_arrives_byte_for_byte():
     assert st["bridge"]["tx_failed"] == 0
 
 
+def test_guest_to_server_tcp_over_ipv6_in_wire_timing_arrives_byte_for_byte():
+    with Rig() as rig:
+        with rig.card(timing="wire", policy="segment") as lb:
+            got, sent = _tcp(rig, to_guest=False, ipv6=True, nbytes=1_000_000, port=5008)
+        st = lb.stats()
+    _assert_stream_intact(got, sent, 1_000_000)
+    _assert_counters_consistent(st)
+    assert st["bridge"]["tx_failed"] == 0
+
+
 def test_fast_timing_moves_a_larger_transfer_intact():
     with Rig() as rig:
         with rig.card(timing="fast", policy="segment") as lb:
