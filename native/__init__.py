@@ -262,9 +262,9 @@ class Segmenter:
 
     def views(self, n: int) -> list:
         """memoryviews into the out buffer (valid until the next run())."""
-        t = self.table[:2 * n].tolist()
+        it = iter(self.table[:2 * n])
         mv = self._mv
-        return [mv[o:o + ln] for o, ln in zip(t[0::2], t[1::2])]
+        return [mv[o:o + ln] for o, ln in zip(it, it)]
 
     def take(self, n: int) -> list:
         """The n frames copied out once, for a queue: one ``bytes`` copy of the used region and
@@ -272,9 +272,10 @@ class Segmenter:
         run(); the copy lives as long as any of its views (the bridge's hot path)."""
         if n == 0:
             return []
-        t = self.table[:2 * n].tolist()
-        blob = memoryview(bytes(self._mv[:t[-2] + t[-1]]))
-        return [blob[o:o + ln] for o, ln in zip(t[0::2], t[1::2])]
+        t = self.table
+        blob = memoryview(bytes(self._mv[:t[2 * n - 2] + t[2 * n - 1]]))
+        it = iter(t[:2 * n])
+        return [blob[o:o + ln] for o, ln in zip(it, it)]
 
     def frames(self, n: int) -> list:
         """The n frames as bytes (one copy of the used region, then slices: fewer allocations)."""
