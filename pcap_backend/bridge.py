@@ -4,7 +4,9 @@ Receive path (data flows down, see docs/architecture.md)::
 
     backend.poll() -> Packet(arrival_ns, frame, meta)
       -> own-frame filter (source MAC == card MAC, unless the chip is in external loopback)
-      -> policy:  segment      native.segment() with the best metadata we have:
+      -> policy:  segment      native.segment() with the best metadata we have (super-packets:
+                               one C call into a preallocated native.Segmenter, each frame copied
+                               out once for the queue, as a view into one bytes copy):
                                  meta.gso_size / checksum state (virtio-net header, AUXDATA),
                                  else the MSS the guest advertised in a SYN it transmitted,
                                  else the largest segment that fits a 1514-byte frame
@@ -64,8 +66,31 @@ _MODE_LOOP = 0x0004
 _MODE_INTL = 0x0040
 
 _PAD = bytes(ETH_MIN)
+
+try:
+    from native.errors import OutSpaceError, TableSpaceError
+except ImportError:  # pragma: no cover - native is part of this package
+    class OutSpaceError(ValueError):
+        pass
+
+    class TableSpaceError(ValueError):
+        pass
 _U16 = struct.Struct("!H")
 _TCP_SYN = 0x02
+
+
+def _make_segmenter():
+    """A native.Segmenter when the C core is built (the zero-copy hot path), else None."""
+    try:
+        import native
+    except ImportError:  # pragma: no cover - native is part of this package
+        return None
+    if getattr(native, "IMPLEMENTATION", "python") != "c" or not hasattr(native, "Segmenter"):
+        return None
+    seg = native.Segmenter()
+    if not hasattr(seg, "take"):  # pragma: no cover - an older native core
+        return None
+    return seg
 
 
 def _segment_function():
@@ -269,6 +294,10 @@ class Bridge:
         self.csum_detect = csum_detect
         self.recorder = recorder
         self._segment = segment or _segment_function()
+        # Super-packet hot path: one C call into a preallocated Segmenter, then each frame copied
+        # out once (one bytes copy of the output, a memoryview per frame into it) for the queue.
+        # A caller-supplied `segment` function replaces it.
+        self._segmenter = _make_segmenter() if segment is None else None
         self._mac = bytes(mac) if mac is not None else None
         self._mss: "collections.OrderedDict" = collections.OrderedDict()
         self._mss_cap = mss_table_size
@@ -431,8 +460,7 @@ class Bridge:
             if not gso and self._mss:
                 mss = self._flow_mss(frame)
             try:
-                frames = self._segment(frame, gso_size=gso, mss=mss, csum=csum,
-                                       csum_start=cs, csum_offset=co)
+                frames = self._split(frame, gso, mss, csum, cs, co)
             except ValueError as e:  # native.SegmentError and subclasses
                 self.frames_in += 1
                 reason = type(e).__name__
@@ -465,8 +493,7 @@ class Bridge:
         if meta is not None and meta.csum_partial:
             csum, cs, co = CSUM_PARTIAL, meta.csum_start, meta.csum_offset
         try:
-            frames = self._segment(frame, gso_size=gso, mss=mss, csum=csum, csum_start=cs,
-                                   csum_offset=co)
+            frames = self._split(frame, gso, mss, csum, cs, co)
         except ValueError as e:
             self.frames_in += 1
             self._drop(type(e).__name__)
@@ -476,6 +503,18 @@ class Bridge:
         self.segmented += 1
         self.segments_made += len(frames)
         return self._enqueue(frames)
+
+    def _split(self, frame, gso, mss, csum, cs, co):
+        """segment() of a super-packet: the frames as a sequence of bytes-like objects."""
+        seg = self._segmenter
+        if seg is not None:
+            try:
+                return seg.take(seg.run(frame, gso_size=gso, mss=mss, csum=csum, csum_start=cs,
+                                        csum_offset=co))
+            except (OutSpaceError, TableSpaceError):
+                pass  # more than the preallocated buffers hold: segment() grows its own
+        return self._segment(frame, gso_size=gso, mss=mss, csum=csum, csum_start=cs,
+                             csum_offset=co)
 
     def _complete_only(self, frame, meta):
         """Pass a frame through unchanged except for a partial L4 checksum, which is completed
@@ -522,7 +561,7 @@ class Bridge:
         if k == 1:
             f = frames[0]
             if len(f) < ETH_MIN:
-                f = f + _PAD[len(f):]
+                f = bytes(f) + _PAD[len(f):]
                 self.padded += 1
             if len(q) < qf and self._qb + len(f) <= qb:
                 q.append(f)
