@@ -72,7 +72,7 @@ def draw(res: dict, out_dir) -> list:
     plt.close(fig)
     paths.append(p)
 
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.6))
     names = [n for n in LABELS if n in runs]
     vals = [max(runs[n]["goodput_Bps"], 1) for n in names]
     colors = ["tab:blue", "tab:cyan", "tab:olive", "tab:green", "tab:red", "tab:orange"][:len(names)]
@@ -84,7 +84,7 @@ def draw(res: dict, out_dir) -> list:
     ax.set_xlim(1e3, 3e8)
     ax.set_xlabel("goodput (bytes/s)")
     ax.set_title("Measured goodput beside the figures from the original problem")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     p = out / "e2e_goodput_summary.png"
     fig.savefig(p, dpi=110)
