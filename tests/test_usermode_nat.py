@@ -212,6 +212,28 @@ def test_guest_kernel_uploads_10_mb_intact_through_the_card_to_a_host_loopback_s
         assert st["backend"]["tx_bytes"] >= TEN_MB and st["bridge"]["tx_failed"] == 0
 
 
+PASST_LONG_UPLOAD = pytest.mark.xfail(
+    strict=False, raises=ConnectionResetError,
+    reason="passt 0.0~git20230309 resets a guest->host upload about 25 s into it, with no "
+           "retransmission, loss or zero window before its RST in passt's own capture; 100 MB "
+           "uploads (~10 s) and 800 MB downloads (~32 s) pass")
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.parametrize("name", [
+    pytest.param("slirp", marks=need_slirp),
+    pytest.param("passt", marks=[need_passt, PASST_LONG_UPLOAD])])
+def test_long_run_moves_200_mb_each_way_intact_through_the_card(name):
+    with GuestRig(_rig_backend(name)) as rig:
+        rig.dhcp()
+        n, got, sha, res = _download(rig, 200 * 1000 * 1000)
+        assert n == 200 * 1000 * 1000 and got == sha, res
+        sha, res = _upload_from_guest(rig, 200 * 1000 * 1000)
+        assert res.get("sha256") == sha, res
+        assert rig.pump.runner.stats()["bridge"]["dropped_total"] == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # without root: card + backend as uid 65534, a scripted guest
 
