@@ -6,7 +6,6 @@ that namespace's kernel is the guest; it gets a lease through the card from libs
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil

@@ -28,7 +28,6 @@ import select
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -202,7 +201,8 @@ def scripted_guest(backend, *, mac: bytes = GUEST_MAC, timeout: float = 20.0,
     router = socket.inet_ntoa(opts[3][:4]) if 3 in opts else server
     out.update(ip=ip, router=router, server=server,
                mask=socket.inet_ntoa(opts.get(1, b"\0\0\0\0")),
-               mtu=struct.unpack("!H", opts[26])[0] if 26 in opts else None)
+               mtu=struct.unpack("!H", opts[26])[0] if 26 in opts else None,
+               dns=[socket.inet_ntoa(opts[6][i:i + 4]) for i in range(0, len(opts.get(6, b"")), 4)])
     out["steps"].append("ack")
     target = ping_target or router
     arp = arp_request(mac, ip, target)
@@ -442,10 +442,6 @@ def recv_all(sock: socket.socket) -> tuple[int, str]:
         h.update(d)
         n += len(d)
     return n, h.hexdigest()
-
-
-def have(program: str) -> bool:
-    return shutil.which(program) is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 
 import pytest  # noqa: E402
 
-from test_usermode_rig import CardPump, mac_str  # noqa: E402
+from test_usermode_rig import CardPump  # noqa: E402
 
 from pcap_backend.base import BackendUnavailable  # noqa: E402
 
