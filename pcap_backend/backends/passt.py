@@ -11,8 +11,10 @@ Addresses are explicit options, so passt also works in a namespace without a def
 ``address``/``netmask``/``gateway``, and passt answers as ``mac`` (default 52:55:0a:00:02:02,
 locally administered, as libslirp's; passt refuses lo's all-zero MAC). The gateway address is mapped to the host's loopback (passt's
 default; ``map_gateway=False`` → ``--no-map-gw``), so the guest reaches a server on the host's
-127.0.0.1 at the gateway address. DNS: none is offered unless ``dns`` is given, and queries are
-forwarded only to ``dns_forward`` if set, so nothing leaves for a real resolver by default.
+127.0.0.1 at the gateway address. DNS: no resolver is offered in DHCP unless ``dns`` is given,
+and passt's DNS forwarding is off unless ``dns_forward`` names the address whose queries it should
+hand to the host's resolver. (A guest that sends DNS elsewhere anyway is NATed like any other
+UDP: confine passt to a namespace, as the tests do, where that must not leave the machine.)
 
 Short frames: the card pads every frame to the 60-byte Ethernet minimum, as the wire requires.
 passt 0.0~git20230309 (Debian 12) reads the padding of a bare TCP ACK as payload and resets the
