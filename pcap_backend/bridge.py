@@ -38,6 +38,8 @@ import logging
 import struct
 from typing import Optional
 
+from .backends.pcapng_io import PcapngTee  # noqa: F401  (the recorder tee; kept importable here)
+
 __all__ = ["Bridge", "PcapngTee", "POLICIES", "DELIVERIES", "TIMINGS", "ETH_MAX", "LEGACY_MAX",
            "LEGACY_QUEUE_FRAMES"]
 
@@ -195,52 +197,6 @@ def syn_mss(frame: bytes):
 
 # ---------------------------------------------------------------------------------------------
 
-class PcapngTee:
-    """Minimal recorder for the bridge's tee: pcapng, nanosecond emulated timestamps, direction
-    flags (epb_flags bits 0-1: 1 inbound = delivered to the card, 2 outbound = sent by the card).
-
-    Any object with ``record(t_ns, frame, outgoing)`` and ``close()`` can serve as a recorder.
-    """
-
-    def __init__(self, path, *, if_name: str = "a2065", comment: Optional[str] = None):
-        import pcapng
-        from pcapng import blocks
-        self._blocks = blocks
-        self.path = str(path)
-        self._f = open(self.path, "wb")
-        opts = {"shb_userappl": "a2065"}
-        if comment:
-            opts["opt_comment"] = comment
-        self._shb = blocks.SectionHeader(options=opts)
-        self._shb.new_member(blocks.InterfaceDescription, link_type=1, snaplen=262144,
-                             options={"if_name": if_name, "if_tsresol": b"\x09"})
-        self._w = pcapng.FileWriter(self._f, self._shb)
-        self.frames = 0
-        self.bytes = 0
-
-    def record(self, t_ns: int, frame: bytes, outgoing: bool) -> None:
-        epb = self._shb.new_member(self._blocks.EnhancedPacket, interface_id=0,
-                                   packet_data=bytes(frame), packet_len=len(frame),
-                                   options={"epb_flags": 2 if outgoing else 1})
-        epb.timestamp_high, epb.timestamp_low = (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF
-        self._w.write_block(epb)
-        self.frames += 1
-        self.bytes += len(frame)
-
-    def close(self) -> None:
-        if self._f is not None and not self._f.closed:
-            self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-# ---------------------------------------------------------------------------------------------
-
 class Bridge:
     """Joins a `Backend` to an `Am7990` (see the module docstring).
 
@@ -252,7 +208,8 @@ class Bridge:
     queue_frames, queue_bytes: the receive queue's bounds (drop-legacy caps frames at 10)
     mac:          the card's MAC (6 bytes) for the own-frame filter; default: the chip's PADR
                   when it exposes one, else the source MAC of the first frame the card sends
-    recorder:     optional tee, ``record(t_ns, frame, outgoing)``: frames delivered to the card
+    recorder:     optional tee, ``record(t_ns, frame, outgoing)`` (e.g. `PcapngTee`, any
+                  `PcapngRecorder`, or any object with record/close): frames delivered to the card
                   (after segmentation) and frames the card sent
     backpressure: poll the backend only while the queue has room for a super-packet
                   (default on for segment, off for drop-legacy, which tail-drops like the old

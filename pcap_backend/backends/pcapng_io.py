@@ -448,9 +448,12 @@ def _block(btype: int, body: bytes) -> bytes:
 
 
 def file_header(if_name: str = "a2065", application: str = "a2065 pcap_backend",
-                snaplen: int = SNAPLEN) -> bytes:
-    """SHB + one Ethernet IDB with if_tsresol 9 (nanoseconds)."""
-    shb = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + _opt(4, application.encode()) + _opt(0, b"")
+                snaplen: int = SNAPLEN, comment: Optional[str] = None) -> bytes:
+    """SHB (shb_userappl, and opt_comment if given) + one Ethernet IDB with if_tsresol 9 (ns)."""
+    shb_opts = _opt(4, application.encode())
+    if comment:
+        shb_opts = _opt(1, comment.encode()) + shb_opts
+    shb = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + shb_opts + _opt(0, b"")
     idb = (struct.pack("<HHI", LINKTYPE_ETHERNET, 0, snaplen) + _opt(2, if_name.encode())
            + _opt(9, b"\x09") + _opt(0, b""))
     return _block(SHB_TYPE, shb) + _block(IDB_TYPE, idb)
@@ -495,7 +498,8 @@ class PcapngRecorder(Backend):
 
     def __init__(self, path_or_file, inner: Optional[Backend] = None, *, flush: str = "poll",
                  flush_bytes: int = 256 * 1024, snaplen: int = SNAPLEN,
-                 if_name: str = "a2065", name: Optional[str] = None):
+                 if_name: str = "a2065", name: Optional[str] = None,
+                 application: str = "a2065 pcap_backend", comment: Optional[str] = None):
         super().__init__(name)
         if flush not in ("poll", "packet"):
             raise ValueError("flush must be 'poll' or 'packet'")
@@ -509,7 +513,8 @@ class PcapngRecorder(Backend):
         else:
             self.f = path_or_file
             self._own = False
-        self._header = file_header(if_name=if_name, snaplen=snaplen)
+        self._header = file_header(if_name=if_name, application=application, snaplen=snaplen,
+                                   comment=comment)
         self._header_written = False
         self._pending = bytearray()
         self._pending_frames = 0
@@ -633,3 +638,34 @@ class PcapngRecorder(Backend):
                     self.log.warning("%s: closing the file: %s", self.name, e)
             if self.inner is not None:
                 self.inner.close()
+
+
+class PcapngTee(PcapngRecorder):
+    """The Bridge's recorder tee: a `PcapngRecorder` without an inner backend, with the SHB
+    comment the CLI puts there, `shb_userappl` "a2065", and `frames`/`bytes` counting every frame
+    handed to `record()` (frame bytes, not file bytes). Blocks are written whenever `flush_bytes`
+    (8 KiB, one stdio buffer) are pending and at close(); a context manager."""
+
+    name = "pcapng.tee"
+
+    def __init__(self, path, *, if_name: str = "a2065", comment: Optional[str] = None,
+                 flush_bytes: int = 8192):
+        self.path = str(path)
+        self.frames = 0
+        self.bytes = 0
+        super().__init__(self.path, None, flush_bytes=flush_bytes, if_name=if_name,
+                         application="a2065", comment=comment)
+
+    def record(self, t_ns: int, frame: bytes, outgoing: bool, meta: Optional[PacketMeta] = None) -> None:
+        if self.closed:
+            return
+        self.frames += 1
+        self.bytes += len(frame)
+        super().record(t_ns, frame, outgoing, meta)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
