@@ -18,8 +18,6 @@ recorded SHA-256.
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import re
 import struct
@@ -27,7 +25,7 @@ import time
 from collections import Counter
 from typing import Callable, Optional
 
-from pcap_backend.base import Backend, CaptureFormatError, Packet, PacketMeta
+from pcap_backend.base import Backend, CaptureFormatError, Packet
 from pcap_backend.bridge import Bridge
 
 __all__ = ["Runner", "CaptureReplay", "StreamCollector", "read_capture", "Capture"]
@@ -72,72 +70,33 @@ class Capture:
         return c.most_common(1)[0][0] if c else None
 
 
-def _meta_from_comment(comment) -> Optional[PacketMeta]:
-    if isinstance(comment, list):
-        comment = comment[0] if comment else None
-    if not isinstance(comment, str) or not comment.startswith("{"):
-        return None
-    try:
-        m = json.loads(comment)
-        flags, gso_type = int(m.get("flags", 0)), int(m.get("gso_type", 0))
-        partial = bool(flags & 1)
-        return PacketMeta(gso_type & 0x7F, int(m.get("gso_size", 0)) if gso_type else 0, partial,
-                          int(m.get("csum_start", 0)) if partial else 0,
-                          int(m.get("csum_offset", 0)) if partial else 0, bool(flags & 2))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def _ts_ns(units: int, tsresol) -> int:
-    if isinstance(tsresol, (bytes, bytearray)):
-        tsresol = tsresol[0] if tsresol else 6
-    if tsresol is None:
-        tsresol = 6
-    if tsresol & 0x80:
-        return (units * 1_000_000_000) >> min(tsresol & 0x7F, 64)
-    tsresol = min(int(tsresol), 30)
-    return units // 10 ** (tsresol - 9) if tsresol >= 9 else units * 10 ** (9 - tsresol)
-
-
 def read_capture(path) -> Capture:
-    """Read a pcapng (Ethernet link type) file. Raises CaptureFormatError with what went wrong."""
-    import pcapng
-    from pcapng import blocks
-    from pcapng.exceptions import PcapngException
+    """Read a pcapng (Ethernet link type) file through `iter_pcapng` (framed and bounded block by
+    block). Raises CaptureFormatError with what went wrong."""
+    from pcap_backend.backends.pcapng_io import iter_pcapng
     try:
-        data = open(path, "rb").read()
+        f = open(path, "rb")
     except OSError as e:
         raise CaptureFormatError(f"cannot read {path}: {e.strerror or e}") from e
     packets = []
-    comment = ""
-    try:
-        for b in pcapng.FileScanner(io.BytesIO(data)):
-            if isinstance(b, blocks.SectionHeader):
-                c = b.options.get("opt_comment") if "opt_comment" in b.options else None
-                comment = (c[0] if isinstance(c, list) else c) or comment
-            elif isinstance(b, blocks.InterfaceDescription):
-                if b.link_type != 1:
-                    raise CaptureFormatError(f"{path}: link type {b.link_type} is not Ethernet (1)")
-            elif isinstance(b, blocks.EnhancedPacket):
-                ts = _ts_ns((b.timestamp_high << 32) | b.timestamp_low,
-                            b.interface.options.get("if_tsresol"))
-                out = None
-                if "epb_flags" in b.options:
-                    out = {1: False, 2: True}.get(int(b.options["epb_flags"]) & 3)
-                meta = _meta_from_comment(b.options.get("opt_comment")) \
-                    if "opt_comment" in b.options else None
-                packets.append((ts, bytes(b.packet_data), out, meta))
-    except CaptureFormatError:
-        raise
-    except (PcapngException, struct.error, ValueError, IndexError, KeyError, TypeError,
-            AttributeError, OverflowError, EOFError, RecursionError,
-            OSError) as e:  # OSError: python-pcapng's inet_ntoa on a short address option
-        raise CaptureFormatError(
-            f"{path} is not a readable pcapng file ({type(e).__name__}: {e}); "
-            "check it with `tshark -r FILE`") from e
+    comments = []
+
+    def on_section(c):
+        if c:
+            comments.append(c)
+
+    with f:
+        try:
+            for cf in iter_pcapng(f, on_section=on_section):
+                packets.append(tuple(cf))
+        except CaptureFormatError as e:
+            raise CaptureFormatError(f"{path} is not a readable pcapng file ({e}); "
+                                     "check it with `tshark -r FILE`") from e
+        except OSError as e:
+            raise CaptureFormatError(f"cannot read {path}: {e.strerror or e}") from e
     if not packets:
         raise CaptureFormatError(f"{path} holds no packets")
-    return Capture(path, packets, comment)
+    return Capture(path, packets, comments[-1] if comments else "")
 
 
 class CaptureReplay(Backend):

@@ -25,7 +25,7 @@ import io
 import json
 import os
 import struct
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from ..base import Backend, CaptureFormatError, Packet, PacketMeta
 
@@ -181,14 +181,17 @@ class CapturedFrame(tuple):
     meta = property(lambda s: s[3])
 
 
-def iter_pcapng(f, *, max_block: int = DEFAULT_MAX_BLOCK, fast: bool = True) -> Iterable[CapturedFrame]:
+def iter_pcapng(f, *, max_block: int = DEFAULT_MAX_BLOCK, fast: bool = True,
+                on_section: Optional[Callable[[Optional[str]], None]] = None) -> Iterable[CapturedFrame]:
     """Yield every packet of a pcapng stream in order; raise CaptureFormatError where it breaks.
 
     `f` is a binary file object (or a path). Wrong link types raise CaptureFormatError when the
     first packet on such an interface is reached (every earlier packet has been yielded).
     fast=True decodes Enhanced Packet Blocks with `struct` (python-pcapng builds an object with
     decoded options per block, ~0.1 ms each); every other block, and every EPB with fast=False,
-    goes through python-pcapng. Both give the same result (tested on the fixtures)."""
+    goes through python-pcapng. Both give the same result (tested on the fixtures).
+    on_section: called with each Section Header's first opt_comment (None without one) as the
+    section is reached, before its packets."""
     own = False
     if isinstance(f, (str, os.PathLike)):
         f, own = open(f, "rb"), True
@@ -199,7 +202,7 @@ def iter_pcapng(f, *, max_block: int = DEFAULT_MAX_BLOCK, fast: bool = True) -> 
         except (OSError, AttributeError, io.UnsupportedOperation):
             if isinstance(f, io.BytesIO):
                 size = len(f.getbuffer()) - f.tell()
-        yield from _scan(_GuardedStream(f, size, max_block), fast)
+        yield from _scan(_GuardedStream(f, size, max_block), fast, on_section)
     finally:
         if own:
             f.close()
@@ -209,7 +212,7 @@ _LIBRARY_ERRORS = (struct.error, ValueError, IndexError, KeyError, TypeError, At
                    OverflowError, EOFError, RecursionError, MemoryError, RuntimeError, UnicodeError)
 
 
-def _scan(stream: _GuardedStream, fast: bool):
+def _scan(stream: _GuardedStream, fast: bool, on_section=None):
     import pcapng
     from pcapng import blocks
     from pcapng.exceptions import PcapngException
@@ -238,6 +241,9 @@ def _scan(stream: _GuardedStream, fast: bool):
                 raise CaptureFormatError("block contents do not match its length")
             if isinstance(block, blocks.SectionHeader):
                 section, ifaces = block, {}
+                if on_section is not None:
+                    c = block.options.get("opt_comment") if "opt_comment" in block.options else None
+                    on_section((c[0] if c else None) if isinstance(c, list) else c)
             elif isinstance(block, blocks.EnhancedPacket):
                 iface = block.interface
                 _check_link(block.interface_id, iface.link_type)
