@@ -1,4 +1,4 @@
-"""Small Linux helpers shared by the live backends (interface flags, errno → reason)."""
+"""Small helpers shared by the live backends (interface flags, errno → reason, cffi loading)."""
 from __future__ import annotations
 
 import errno
@@ -48,3 +48,36 @@ def check_ifname(ifname: str) -> None:
         from ..base import NoSuchInterface
 
         raise NoSuchInterface(f"invalid interface name {ifname!r} (1-15 characters, no '/')")
+
+
+def load_cffi_library(what: str, cdef: str, names, install_hint: str, probe, cache: dict):
+    """Load a C library with cffi in ABI mode (no compiler, no binding package).
+
+    `names`: one soname or a sequence tried in order. `probe(ffi, lib)` checks the library is the
+    right one (an OSError or AttributeError means it is not: the next name is tried) and returns
+    what the loader hands out; that value is kept in `cache` under the names, so each library is
+    opened and cdef'd once per process. BackendUnavailable says what was tried and what to install.
+    """
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if names in cache:
+        return cache[names]
+    from ..base import BackendUnavailable
+
+    try:
+        import cffi
+    except ImportError as e:  # pragma: no cover - cffi is a dependency
+        raise BackendUnavailable(f"cffi is missing: pip install cffi ({e})") from e
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    errors = []
+    for n in names:
+        try:
+            lib = ffi.dlopen(n)
+            value = probe(ffi, lib)
+        except (OSError, AttributeError) as e:
+            errors.append(f"{n}: {e}")
+            continue
+        cache[names] = value
+        return value
+    raise BackendUnavailable(f"{what} not found (tried {', '.join(names)}): {install_hint}; "
+                             + "; ".join(errors))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..base import (Backend, BackendError, BackendUnavailable, NoSuchInterface, Packet,
+from ..base import (Backend, BackendError, NoSuchInterface, Packet,
                     PermissionDenied)
 from . import _util
 
@@ -51,30 +51,14 @@ INSTALL_HINT = "install the Debian package libpcap0.8 (apt-get install libpcap0.
 _loaded: dict = {}
 
 
+def _probe_libpcap(ffi, lib):
+    lib.pcap_lib_version  # noqa: B018 - check it is really libpcap
+    return ffi, lib
+
+
 def load_libpcap(names=LIBRARY_NAMES):
     """(ffi, lib) for the first loadable name; BackendUnavailable says what to install."""
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if names in _loaded:
-        return _loaded[names]
-    try:
-        import cffi
-    except ImportError as e:  # pragma: no cover - cffi is a dependency
-        raise BackendUnavailable(f"cffi is missing: pip install cffi ({e})") from e
-    ffi = cffi.FFI()
-    ffi.cdef(_CDEF)
-    errors = []
-    for n in names:
-        try:
-            lib = ffi.dlopen(n)
-            lib.pcap_lib_version  # noqa: B018 - check it is really libpcap
-        except (OSError, AttributeError) as e:
-            errors.append(f"{n}: {e}")
-            continue
-        _loaded[names] = (ffi, lib)
-        return ffi, lib
-    raise BackendUnavailable(f"libpcap not found (tried {', '.join(names)}): {INSTALL_HINT}; "
-                             + "; ".join(errors))
-
+    return _util.load_cffi_library("libpcap", _CDEF, names, INSTALL_HINT, _probe_libpcap, _loaded)
 
 class Pcap(Backend):
     """`Pcap("eth0")`: a live libpcap handle opened in the calling thread's network namespace."""

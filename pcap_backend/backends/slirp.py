@@ -41,7 +41,8 @@ import socket
 import time
 from typing import Callable, Optional, Sequence
 
-from ..base import Backend, BackendError, BackendUnavailable, Packet
+from ..base import Backend, BackendError, Packet
+from . import _util
 
 INSTALL_HINT = "install the Debian package libslirp0 (apt-get install libslirp0)"
 LIBRARY_NAMES = ("libslirp.so.0", "libslirp.so")
@@ -124,31 +125,14 @@ MAX_FRAME = 65535 + 14
 _loaded: dict = {}
 
 
-def load_libslirp(names=LIBRARY_NAMES):
-    """(ffi, lib, version string) for the first loadable name; BackendUnavailable otherwise."""
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if names in _loaded:
-        return _loaded[names]
-    try:
-        import cffi
-    except ImportError as e:  # pragma: no cover - cffi is a dependency
-        raise BackendUnavailable(f"cffi is missing: pip install cffi ({e})") from e
-    ffi = cffi.FFI()
-    ffi.cdef(_CDEF)
-    errors = []
-    for n in names:
-        try:
-            lib = ffi.dlopen(n)
-            version = ffi.string(lib.slirp_version_string()).decode()
-        except (OSError, AttributeError) as e:
-            errors.append(f"{n}: {e}")
-            continue
-        libc = ffi.dlopen(None)
-        _loaded[names] = (ffi, lib, libc, version)
-        return _loaded[names]
-    raise BackendUnavailable(f"libslirp not found (tried {', '.join(names)}): {INSTALL_HINT}; "
-                             + "; ".join(errors))
+def _probe_libslirp(ffi, lib):
+    version = ffi.string(lib.slirp_version_string()).decode()
+    return ffi, lib, ffi.dlopen(None), version  # libc: free() for slirp_connection_info
 
+
+def load_libslirp(names=LIBRARY_NAMES):
+    """(ffi, lib, libc, version string) for the first loadable name; BackendUnavailable otherwise."""
+    return _util.load_cffi_library("libslirp", _CDEF, names, INSTALL_HINT, _probe_libslirp, _loaded)
 
 def _in_addr(ffi, dotted: str):
     a = ffi.new("struct in_addr *")

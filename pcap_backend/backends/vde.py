@@ -26,7 +26,8 @@ import select
 import time
 from typing import Optional
 
-from ..base import Backend, BackendError, BackendUnavailable, Packet
+from ..base import Backend, BackendError, Packet
+from . import _util
 from .usermode import PeerGone, PeerUnreachable
 
 INSTALL_HINT = ("install the Debian package libvdeplug2 (apt-get install libvdeplug2; "
@@ -53,29 +54,15 @@ _GONE_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN, errno.EPIPE,
 _loaded: dict = {}
 
 
-def load_libvdeplug(names=LIBRARY_NAMES):
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if names in _loaded:
-        return _loaded[names]
-    try:
-        import cffi
-    except ImportError as e:  # pragma: no cover - cffi is a dependency
-        raise BackendUnavailable(f"cffi is missing: pip install cffi ({e})") from e
-    ffi = cffi.FFI()
-    ffi.cdef(_CDEF)
-    errors = []
-    for n in names:
-        try:
-            lib = ffi.dlopen(n)
-            lib.vde_open_real  # noqa: B018 - check it is really libvdeplug
-        except (OSError, AttributeError) as e:
-            errors.append(f"{n}: {e}")
-            continue
-        _loaded[names] = (ffi, lib)
-        return ffi, lib
-    raise BackendUnavailable(f"libvdeplug not found (tried {', '.join(names)}): {INSTALL_HINT}; "
-                             + "; ".join(errors))
+def _probe_libvdeplug(ffi, lib):
+    lib.vde_open_real  # noqa: B018 - check it is really libvdeplug
+    return ffi, lib
 
+
+def load_libvdeplug(names=LIBRARY_NAMES):
+    """(ffi, lib) for the first loadable name; BackendUnavailable says what to install."""
+    return _util.load_cffi_library("libvdeplug", _CDEF, names, INSTALL_HINT, _probe_libvdeplug,
+                                   _loaded)
 
 class Vde(Backend):
     """`Vde("/tmp/sw")`: join the vde_switch whose control directory (or URL) is given."""
