@@ -406,6 +406,38 @@ class _Driver:
         if end - 0x8000 > RAM_SIZE:
             raise ValueError(f"{self.name}: layout needs {end - 0x8000} bytes of the 32 KB RAM")
 
+    def _place_rings(self, init_block_size: int) -> None:
+        """The layout both drivers use (ref: section 10): init block at LANCE 0x8000, then the
+        RX ring, the TX ring, RX buffers and TX buffers of RX_BUF_SIZE bytes each, back to back.
+        Only the space given to the init block differs."""
+        self.init_addr = 0x8000
+        self.rx_ring = self.init_addr + init_block_size
+        self.tx_ring = self.rx_ring + 8 * self.n_rx
+        self.rx_bufs = self.tx_ring + 8 * self.n_tx
+        self.tx_bufs = self.rx_bufs + self.RX_BUF_SIZE * self.n_rx
+        self._check_fits(self.tx_bufs + self.RX_BUF_SIZE * self.n_tx)
+
+    def _update_filter(self, addrs, promisc, allmulti) -> None:
+        """Take set_multicast's arguments (None = keep the current setting)."""
+        if addrs is not None:
+            self.multicast = [_mac_bytes(a) for a in addrs]
+        if promisc is not None:
+            self.promisc = bool(promisc)
+        if allmulti is not None:
+            self.allmulti = bool(allmulti)
+
+    def _tx_frame(self, frame: bytes) -> Optional[bytes]:
+        """The frame as both drivers hand it to the chip: padded to ETH_ZLEN (the chip appends
+        the FCS); None, counted as tx_errors["too_long"], if it would overrun a TX buffer (the
+        stack never sends one)."""
+        frame = bytes(frame)
+        if len(frame) > self.RX_BUF_SIZE:
+            self.counters.tx_errors["too_long"] += 1
+            return None
+        if len(frame) < ETH_ZLEN:
+            frame = frame + bytes(ETH_ZLEN - len(frame))
+        return frame
+
     # descriptor addresses (LANCE view)
     def rmd(self, i):
         return self.rx_ring + 8 * i
@@ -442,12 +474,7 @@ class LinuxA2065Driver(_Driver):
     def _layout(self):
         # struct lance_init_block: 24-byte init block, brx_ring[], btx_ring[], rx_buf[][1544],
         # tx_buf[][1544], at LANCE 0x8000 (ref: section 10 Linux "Rings").
-        self.init_addr = 0x8000
-        self.rx_ring = self.init_addr + 0x18
-        self.tx_ring = self.rx_ring + 8 * self.n_rx
-        self.rx_bufs = self.tx_ring + 8 * self.n_tx
-        self.tx_bufs = self.rx_bufs + self.RX_BUF_SIZE * self.n_rx
-        self._check_fits(self.tx_bufs + self.RX_BUF_SIZE * self.n_tx)
+        self._place_rings(0x18)
         self.rx_new = 0
         self.tx_new = 0
         self.tx_old = 0
@@ -541,12 +568,7 @@ class LinuxA2065Driver(_Driver):
     def set_multicast(self, addrs=None, *, promisc=None, allmulti=None) -> None:
         """lance_set_multicast: with transmits outstanding it retries later (a 4-jiffy timer;
         here the next service()); else STOP + full re-init with the new filter."""
-        if addrs is not None:
-            self.multicast = [_mac_bytes(a) for a in addrs]
-        if promisc is not None:
-            self.promisc = bool(promisc)
-        if allmulti is not None:
-            self.allmulti = bool(allmulti)
+        self._update_filter(addrs, promisc, allmulti)
         if not self.is_open:
             return
         if self.tx_old != self.tx_new:
@@ -571,12 +593,9 @@ class LinuxA2065Driver(_Driver):
         if not self.is_open or self.tx_buffs_avail() <= 0:
             self.counters.tx_busy += 1
             return False
-        frame = bytes(frame)
-        if len(frame) > self.RX_BUF_SIZE:   # would overrun the TX buffer; the stack never sends it
-            self.counters.tx_errors["too_long"] += 1
+        frame = self._tx_frame(frame)
+        if frame is None:
             return False
-        if len(frame) < ETH_ZLEN:
-            frame = frame + bytes(ETH_ZLEN - len(frame))
         entry = self.tx_new & (self.n_tx - 1)
         d = self.off(self.tmd(entry))
         self.w16(d + 4, (-len(frame) | ONES) & 0xFFFF)   # length
@@ -738,12 +757,7 @@ class NetBSDLeDriver(_Driver):
     def _layout(self):
         # ref: section 10 NetBSD: init 0x8000 (32 bytes), RX ring 0x8020, TX ring after it,
         # RX buffers, TX buffers, 1536 bytes each.
-        self.init_addr = 0x8000
-        self.rx_ring = self.init_addr + 0x20
-        self.tx_ring = self.rx_ring + 8 * self.n_rx
-        self.rx_bufs = self.tx_ring + 8 * self.n_tx
-        self.tx_bufs = self.rx_bufs + self.RX_BUF_SIZE * self.n_rx
-        self._check_fits(self.tx_bufs + self.RX_BUF_SIZE * self.n_tx)
+        self._place_rings(0x20)
         self.last_rd = 0
         self.first_td = 0
         self.last_td = 0
@@ -824,12 +838,7 @@ class NetBSDLeDriver(_Driver):
 
     def set_multicast(self, addrs=None, *, promisc=None, allmulti=None) -> None:
         """Any change to the multicast list or flags re-inits the chip (ref: N-lance)."""
-        if addrs is not None:
-            self.multicast = [_mac_bytes(a) for a in addrs]
-        if promisc is not None:
-            self.promisc = bool(promisc)
-        if allmulti is not None:
-            self.allmulti = bool(allmulti)
+        self._update_filter(addrs, promisc, allmulti)
         if self.is_open:
             self.counters.resets += 1
             self.init()
@@ -846,12 +855,9 @@ class NetBSDLeDriver(_Driver):
             self.counters.tx_errors["missing_buffer"] += 1
             self.counters.tx_busy += 1
             return False
-        frame = bytes(frame)
-        if len(frame) > self.RX_BUF_SIZE:
-            self.counters.tx_errors["too_long"] += 1
+        frame = self._tx_frame(frame)
+        if frame is None:
             return False
-        if len(frame) < ETH_ZLEN:
-            frame = frame + bytes(ETH_ZLEN - len(frame))
         self.copy_to_card(self.tx_buf(bix), frame)
         self._write_desc(self.tmd(bix), w0, T1.OWN | T1.STP | T1.ENP, hadr, -len(frame) | ONES, 0)
         self.wrcsr(0, C0.INEA | C0.TDMD)
