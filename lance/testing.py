@@ -6,6 +6,7 @@ Not a driver: it pokes RAM and registers directly so tests can build any state.
 from __future__ import annotations
 
 import struct
+import zlib
 
 from .chip import Am7990
 from .csr import CSR0, CSR3
@@ -156,3 +157,27 @@ def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype=0x0800, payload=
     if length is not None:
         f = (f + bytes(range(256)) * 8)[:length] if len(f) < length else f[:length]
     return f
+
+
+def fcs(data: bytes) -> bytes:
+    """The Ethernet FCS as it follows a frame in RAM (CRC-32, little-endian)."""
+    return zlib.crc32(data).to_bytes(4, "little")
+
+
+def running(**kw) -> Rig:
+    """A `Rig(**kw)` already through INIT and started."""
+    r = Rig(**kw)
+    r.init()
+    return r
+
+
+class RecordingDma(RamDma):
+    """RamDma that logs every 16-bit write as (RAM offset, value), for write-order tests."""
+
+    def __init__(self, ram, log):
+        super().__init__(ram)
+        self.log = log
+
+    def write16(self, addr, value):
+        self.log.append((addr & 0x7FFF, value))
+        super().write16(addr, value)

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from a2065 import A2065
+from lance.testing import fcs  # noqa: F401  (re-exported for the other driver tests)
 from a2065.driver import (C0, DriverHang, LinuxA2065Driver, NetBSDLeDriver, R1, T1, T3,
                           ladrf_bit, ladrf_for)
 
@@ -29,10 +30,6 @@ SECOND = 1_000_000_000
 # ---------------------------------------------------------------------------------------------
 # helpers shared with the other driver test files
 # ---------------------------------------------------------------------------------------------
-def fcs(data: bytes) -> bytes:
-    return zlib.crc32(data).to_bytes(4, "little")
-
-
 def frame(dst: bytes, length: int = 60, *, src: bytes = OTHER, ethertype: int = 0x88B5,
           seed: int = 0) -> bytes:
     """An Ethernet frame without FCS of ``length`` bytes (>= 14), payload a counting pattern."""

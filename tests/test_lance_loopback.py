@@ -1,21 +1,9 @@
 """Loopback: internal/external, DTCR, COLL/DRTY (ref: reference §7)."""
-import zlib
-
 from lance import CSR0, MODE, RMD1, TMD1, TMD3, RxStatus
-from lance.testing import MAC, Rig, frame
+from lance.testing import MAC, Rig, fcs, frame, running
 from lance.timing import SLOT_NS, wire_ns
 
 INTERNAL = MODE.LOOP | MODE.INTL
-
-
-def fcs(b):
-    return zlib.crc32(b).to_bytes(4, "little")
-
-
-def running(**kw):
-    r = Rig(**kw)
-    r.init()
-    return r
 
 
 def test_internal_loopback_receives_the_frame_and_does_not_send_it_out():

@@ -1,19 +1,7 @@
 """Receive ring: storing, padding, FCS, MISS, chaining, BUFF, write order (ref: reference §5)."""
-import zlib
-
 from lance import CSR0, MODE, RMD1, RxStatus
 from lance.dma import RamDma
-from lance.testing import Rig, frame
-
-
-def fcs(b):
-    return zlib.crc32(b).to_bytes(4, "little")
-
-
-def running(**kw):
-    r = Rig(**kw)
-    r.init()
-    return r
+from lance.testing import RecordingDma, Rig, fcs, frame, running
 
 
 def test_a_frame_is_stored_with_its_fcs_after_the_data():
@@ -61,16 +49,6 @@ def test_frames_fill_successive_descriptors_and_the_ring_wraps():
         r.give_back_rx(i % 4)
     assert mcnts == [64, 65, 66, 67, 68, 69]
     assert r.chip.rx_ring[2] == 2
-
-
-class RecordingDma(RamDma):
-    def __init__(self, ram, log):
-        super().__init__(ram)
-        self.log = log
-
-    def write16(self, addr, value):
-        self.log.append((addr & 0x7FFF, value))
-        super().write16(addr, value)
 
 
 def test_rmd3_is_written_before_rmd1_and_own_is_cleared_last():

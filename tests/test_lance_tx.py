@@ -1,14 +1,7 @@
 """Transmit ring: polls, TDMD, chains, FCS, errors, descriptor write order (ref: reference §5, §9)."""
-import zlib
-
 from lance import CSR0, MODE, TMD1, TMD3
-from lance.dma import RamDma
-from lance.testing import Rig, frame
+from lance.testing import RecordingDma, Rig, fcs, frame
 from lance.timing import TX_POLL_NS
-
-
-def fcs(b):
-    return zlib.crc32(b).to_bytes(4, "little")
 
 
 def test_tdmd_transmits_before_next_poll():
@@ -144,16 +137,6 @@ def test_tint_is_set_per_frame():
     r.csr_write(0, CSR0.INEA | CSR0.TINT)
     r.queue_tx(1, frame(length=60), tdmd=True)
     assert r.csr0 & CSR0.TINT
-
-
-class RecordingDma(RamDma):
-    def __init__(self, ram, log):
-        super().__init__(ram)
-        self.log = log
-
-    def write16(self, addr, value):
-        self.log.append((addr & 0x7FFF, value))
-        super().write16(addr, value)
 
 
 def test_tmd3_is_written_before_tmd1_and_own_is_cleared_last():
