@@ -258,13 +258,7 @@ def icmp_echo(src_mac: bytes, dst_mac: bytes, src_ip: str, dst_ip: str, ident: i
     """An Ethernet/IPv4 ICMP echo request with valid checksums."""
     import struct
 
-    def csum(b: bytes) -> int:
-        if len(b) % 2:
-            b += b"\0"
-        s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        return ~s & 0xFFFF
+    from packets import inet_checksum as csum
 
     icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
     icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]

@@ -39,6 +39,8 @@ for p in (HERE, ROOT):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+from packets import inet_checksum as _csum  # noqa: E402
+
 GUEST_MAC = bytes.fromhex("008010123456")  # the card's MAC for serial 0x123456 (Commodore OUI)
 BROADCAST = b"\xff" * 6
 
@@ -49,15 +51,6 @@ def mac_str(mac: bytes) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Frame builders (scripted guest)
-
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
 
 def ipv4_udp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, payload) -> bytes:
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
