@@ -12,7 +12,7 @@ Runs (S = 20 s, --quick 5 s; the sender sends for S seconds, the receiver measur
   wire_ipv4        server -> guest, IPv4, wire timing, segment
   wire_ipv6        server -> guest, IPv6, wire timing, segment
   legacy_ipv4      server -> guest, IPv4, wire timing, drop-legacy (receiver stops after S s)
-  fast_ipv4        server -> guest, IPv4, fast timing, segment
+  fast_ipv4        server -> guest, IPv4, fast timing, segment (median of 3 runs; --quick 1)
   guest_to_server  guest -> server, IPv4, wire timing, segment
   guest_to_server_ipv6  the same over IPv6
   udp              5 Mb/s and 20 Mb/s datagram streams server -> guest (wire timing)
@@ -153,7 +153,11 @@ def main(argv=None) -> int:
     ap.add_argument("--plots", metavar="DIR", default=str(ROOT / "bench" / "results"),
                     help="where bench/plots.py writes the PNGs ('' to skip)")
     ap.add_argument("--only", help="comma-separated run names")
+    ap.add_argument("--fast-repeats", type=int, default=0,
+                    help="fast-timing runs (median reported; default 3, --quick 1)")
     args = ap.parse_args(argv)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: rigs remove themselves
     if os.geteuid() != 0:
         print("bench/e2e.py: error: needs root (network namespaces, TAP, AF_PACKET); run with sudo",
               file=sys.stderr)
@@ -171,11 +175,24 @@ def main(argv=None) -> int:
         ("guest_to_server_ipv6", dict(timing="wire", policy="segment", to_guest=False, ipv6=True), 5106),
     ]
     runs = {}
+    fast_all = []
+    repeats = args.fast_repeats if args.fast_repeats else (1 if args.quick else 3)
     print(f"e2e bench: {secs:g} s transfers", file=sys.stderr)
     for name, kw, port in plan:
         if only and name not in only:
             continue
-        runs[name] = tcp_run(name, seconds=secs, port=port, **kw)
+        if name == "fast_ipv4":
+            # fast timing depends on how much CPU the host gives the loop: median of `repeats`
+            tries = [tcp_run(name, seconds=secs, port=port + 10 * k, **kw) for k in range(repeats)]
+            fast_all = [t["goodput_Bps"] for t in tries]
+            fast_lost = sum(t["bytes_lost"] for t in tries)
+            tries.sort(key=lambda t: t["goodput_Bps"])
+            runs[name] = tries[len(tries) // 2]
+            runs[name]["repeats_goodput_Bps"] = fast_all
+            runs[name]["repeats_intact"] = [t["sha256_match"] for t in tries]
+            runs[name]["bytes_lost"] = fast_lost  # every repeat counts
+        else:
+            runs[name] = tcp_run(name, seconds=secs, port=port, **kw)
     udp = {}
     if not only or "udp" in only:
         n5 = int(5e6 / (1400 * 8) * min(secs, 5))
@@ -196,6 +213,7 @@ def main(argv=None) -> int:
         "fast_ipv4_goodput_Bps": g("fast_ipv4"),
         "guest_to_server_wire_goodput_Bps": g("guest_to_server"),
         "guest_to_server_wire_ipv6_goodput_Bps": g("guest_to_server_ipv6"),
+        "fast_ipv4_goodput_all_Bps": fast_all,
         "bytes_lost": sum(r["bytes_lost"] for n, r in runs.items() if r["policy"] == "segment"),
         "limits": {"tcp_ipv4_ts_Bps": LIMIT_TS_V4, "tcp_ipv6_ts_Bps": LIMIT_TS_V6,
                    "goal_wire_Bps": 1_120_000, "goal_fast_Bps": 50_000_000},
