@@ -56,6 +56,7 @@ _STP, _ENP = 0x0200, 0x0100
 _R_BUFF, _R_CRC = int(RMD1.BUFF), int(RMD1.CRC)
 _T_STATUS = int(TMD1.ERR | TMD1.MORE | TMD1.ONE | TMD1.DEF)  # cleared by the chip in TMD1
 _BSWP = int(CSR3.BSWP)
+_MAX_XFER = 4096  # one buffer at most (12-bit BCNT): the longest single DMA transfer
 _M_DRX, _M_DTX, _M_LOOP, _M_DTCR = int(MODE.DRX), int(MODE.DTX), int(MODE.LOOP), int(MODE.DTCR)
 _M_COLL, _M_DRTY, _M_INTL, _M_PROM = int(MODE.COLL), int(MODE.DRTY), int(MODE.INTL), int(MODE.PROM)
 
@@ -419,13 +420,27 @@ class Am7990:
             self._ram = port.ram
             self._ram_mask = port.mask
 
+    def _span_read(self, start: int, length: int) -> bytearray:
+        """Read the word-aligned span around a BSWP=0 buffer in transfers of at most one
+        buffer's 4096 bytes (an odd-address 4096-byte buffer spans 4098)."""
+        span = bytearray(self.dma.read(start, min(length, _MAX_XFER)))
+        pos = _MAX_XFER
+        while pos < length:
+            span += self.dma.read((start + pos) & 0xFFFFFF, min(length - pos, _MAX_XFER))
+            pos += _MAX_XFER
+        return span
+
+    def _span_write(self, start: int, span) -> None:
+        for pos in range(0, len(span), _MAX_XFER):
+            self.dma.write((start + pos) & 0xFFFFFF, span[pos:pos + _MAX_XFER])
+
     def _read_data(self, addr: int, n: int) -> bytes:
         if self._csr3 & _BSWP:
             return self.dma.read(addr, n)
         # BSWP=0: frame byte i is at (addr + i) ^ 1 (byte pairs swapped)
         start = addr & ~1
         end = (addr + n + 1) & ~1
-        span = bytearray(self.dma.read(start, end - start))
+        span = self._span_read(start, end - start)
         span[0::2], span[1::2] = span[1::2], span[0::2]
         off = addr - start
         return bytes(span[off:off + n])
@@ -437,12 +452,12 @@ class Am7990:
         n = len(data)
         start = addr & ~1
         end = (addr + n + 1) & ~1
-        span = bytearray(self.dma.read(start, end - start))
+        span = self._span_read(start, end - start)
         span[0::2], span[1::2] = span[1::2], span[0::2]
         off = addr - start
         span[off:off + n] = data
         span[0::2], span[1::2] = span[1::2], span[0::2]
-        self.dma.write(start, span)
+        self._span_write(start, span)
 
     # ------------------------------------------------------------------ transmit
     def _tx_owned(self) -> bool:
