@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,23 +34,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def _download(rig, nbytes, server_ns, server_ip, connect_ip):
-    from test_usermode_rig import recv_all, sha_stream, tcp_server
-    data, sha = sha_stream(nbytes)
-    srv = rig.socket_in(server_ns, socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind((server_ip, 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
-    th, res = tcp_server(srv, send=data)
-    cli = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        cli.settimeout(60)
-        t0 = time.perf_counter()
-        cli.connect((connect_ip, port))
-        n, got = recv_all(cli)
-        dt = time.perf_counter() - t0
-    finally:
-        cli.close()
-        th.join(10)
+    from test_usermode_rig import guest_download
+    n, got, sha, _res, dt = guest_download(rig, nbytes, server_ns=server_ns, server_ip=server_ip,
+                                           connect_ip=connect_ip, timeout=60, join=10)
     if n != nbytes or got != sha:
         raise RuntimeError(f"stream damaged: {n} bytes, sha match {got == sha}")
     return int(n / dt)

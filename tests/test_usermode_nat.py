@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from test_usermode_rig import (GUEST_MAC, ROOT, GuestRig, recv_all, scripted_guest, sha_stream,
-                               tcp_server)
+from test_usermode_rig import (GUEST_MAC, ROOT, GuestRig, guest_download, scripted_guest,
+                               sha_stream, tcp_server)
 
 from pcap_backend.base import BackendUnavailable
 from pcap_backend.backends.usermode import PeerGone, PeerUnreachable, make_usermode_backend
@@ -68,20 +68,8 @@ def own_gateway_address(ns, addr="10.0.2.2"):
 
 
 def _download(rig, nbytes):
-    data, sha = sha_stream(nbytes)
-    srv = rig.socket_in(rig.host_ns, socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
-    th, res = tcp_server(srv, send=data)
-    cli = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        cli.settimeout(120)
-        cli.connect(("10.0.2.2", port))  # the gateway: the NAT maps it to the host's 127.0.0.1
-        n, got = recv_all(cli)
-    finally:
-        cli.close()
-        th.join(30)
+    # from the host's 127.0.0.1 through the gateway 10.0.2.2, which the NAT maps to it
+    n, got, sha, res, _ = guest_download(rig, nbytes, timeout=120, join=30)
     rig.check()
     return n, got, sha, res
 

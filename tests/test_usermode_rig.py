@@ -437,6 +437,33 @@ def recv_all(sock: socket.socket) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
+def guest_download(rig: "GuestRig", nbytes: int, *, server_ns: str | None = None,
+                   server_ip: str = "127.0.0.1", connect_ip: str = "10.0.2.2",
+                   timeout: float = 120.0, join: float = 30.0):
+    """A guest-namespace TCP client downloads `nbytes` (sha_stream) from a one-shot server in
+    `server_ns` (default: the rig's host namespace) at server_ip, connecting to connect_ip (default:
+    the NAT gateway, which maps to the host's 127.0.0.1). Returns (bytes received, their SHA-256,
+    the sent SHA-256, the server's result dict, seconds from connect to EOF)."""
+    data, sha = sha_stream(nbytes)
+    srv = rig.socket_in(rig.host_ns if server_ns is None else server_ns, socket.AF_INET,
+                        socket.SOCK_STREAM)
+    srv.bind((server_ip, 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    th, res = tcp_server(srv, send=data)
+    cli = rig.socket_in(rig.guest_ns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        cli.settimeout(timeout)
+        t0 = time.perf_counter()
+        cli.connect((connect_ip, port))
+        n, got = recv_all(cli)
+        dt = time.perf_counter() - t0
+    finally:
+        cli.close()
+        th.join(join)
+    return n, got, sha, res, dt
+
+
 # ---------------------------------------------------------------------------------------------
 # Tests of the rig's own pieces (no root, no network)
 
