@@ -329,61 +329,28 @@ def bench_live_tcp(policy, nbytes, timing="wire"):
     import subprocess
     if os.geteuid() != 0:
         return {"skipped": "needs root (network namespaces, AF_PACKET, TAP)"}
-    tag = f"{os.getpid() % 100000}"
-    ns_a, ns_b, vh, vb, tap = f"a2ba{tag}", f"a2bb{tag}", f"a2bh{tag}", f"a2bv{tag}", f"a2bg{tag}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-
-    def sh(*argv, ns=None, check=True):
-        cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
-        return subprocess.run(cmd, check=check, capture_output=True, text=True)
-
-    procs = []
+    sys.path.insert(0, str(ROOT / "tests"))
     try:
-        sh("ip", "netns", "add", ns_a)
-        sh("ip", "netns", "add", ns_b)
-        sh("ip", "link", "add", vh, "netns", ns_a, "type", "veth", "peer", "name", vb, "netns", ns_b)
-        for ns in (ns_a, ns_b):
-            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns, check=False)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("ip", "addr", "add", "10.9.0.1/24", "dev", vh, ns=ns_a)
-        sh("ip", "link", "set", vh, "up", ns=ns_a)
-        sh("ip", "link", "set", vb, "up", ns=ns_b)
-        br = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-m", "a2065", "bridge",
-                               "--iface", vb, "--guest-tap", tap, "--policy", policy, "--timing",
-                               timing, "--duration", "200", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              cwd=ROOT)
-        procs.append(br)
-        for _ in range(100):
-            if sh("ip", "link", "show", tap, ns=ns_b, check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        sh("ip", "link", "set", tap, "address", "00:80:10:12:34:56", ns=ns_b)
-        sh("ip", "addr", "add", "10.9.0.2/24", "dev", tap, ns=ns_b)
-        sh("ip", "link", "set", tap, "up", ns=ns_b)
-        srv = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c", _SERVER],
-                               stdout=subprocess.PIPE, text=True)
-        procs.append(srv)
-        subprocess.run(["ip", "netns", "exec", ns_a, sys.executable, "-c", _CLIENT, str(nbytes)],
-                       check=True, capture_output=True, timeout=120)
-        out, _ = srv.communicate(timeout=120)
-        n, dt = out.split()
-        br.send_signal(signal.SIGINT)
-        bout, _ = br.communicate(timeout=30)
-        st = json.loads(bout)["bridge"]
-        return {"policy": policy, "timing": timing, "bytes": int(n), "seconds": round(float(dt), 3),
-                "goodput_Bps": round(int(n) / float(dt)), "complete": int(n) == nbytes,
-                "super_packets": st["super_packets"], "segments_made": st["segments_made"],
-                "dropped": st["dropped"]}
+        from netns import bridged_namespaces
+        with bridged_namespaces("a2b", ["--policy", policy, "--timing", timing],
+                                duration=200) as t:
+            br = t.bridge
+            srv = subprocess.Popen(["ip", "netns", "exec", t.ns_b, sys.executable, "-c", _SERVER],
+                                   stdout=subprocess.PIPE, text=True)
+            t.procs.append(srv)
+            subprocess.run(["ip", "netns", "exec", t.ns_a, sys.executable, "-c", _CLIENT,
+                            str(nbytes)], check=True, capture_output=True, timeout=120)
+            out, _ = srv.communicate(timeout=120)
+            n, dt = out.split()
+            br.send_signal(signal.SIGINT)
+            bout, _ = br.communicate(timeout=30)
+            st = json.loads(bout)["bridge"]
+            return {"policy": policy, "timing": timing, "bytes": int(n),
+                    "seconds": round(float(dt), 3), "goodput_Bps": round(int(n) / float(dt)),
+                    "complete": int(n) == nbytes, "super_packets": st["super_packets"],
+                    "segments_made": st["segments_made"], "dropped": st["dropped"]}
     except Exception as e:  # noqa: BLE001 - a bench reports, it does not crash
         return {"skipped": f"{type(e).__name__}: {e}"}
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        sh("ip", "netns", "del", ns_a, check=False)
-        sh("ip", "netns", "del", ns_b, check=False)
 
 
 def main(argv=None):

@@ -27,7 +27,9 @@ import os
 import pickle
 import socket
 import subprocess
+import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Optional
@@ -187,6 +189,63 @@ def veth_namespaces(ip_a: str = "10.206.5.1", ip_b: str = "10.206.5.2", prefix: 
         mac_a = bytes.fromhex(link_info(ns_a, dev_a)["address"].replace(":", ""))
         mac_b = bytes.fromhex(link_info(ns_b, dev_b)["address"].replace(":", ""))
         yield VethTopology(ns_a, ns_b, dev_a, dev_b, ip_a, ip_b, mac_a, mac_b, prefix)
+
+
+@dataclass
+class BridgedNamespaces:
+    ns_a: str            # the far end: veth dev_a with 10.9.0.1/24
+    ns_b: str            # the card's side: veth dev_b (no address), `a2065 bridge` and its TAP
+    dev_a: str
+    dev_b: str
+    tap: str             # the guest TAP (card MAC, 10.9.0.2/24, up)
+    bridge: subprocess.Popen  # the `a2065 bridge --json` process (stdout/stderr piped, text)
+    procs: list          # processes killed on exit if still running (bridge first); append yours
+
+
+@contextlib.contextmanager
+def bridged_namespaces(prefix: str, bridge_args=(), *, duration: float = 60,
+                       card_mac: str = "00:80:10:12:34:56"):
+    """Two namespaces joined by veth, with `python -m a2065 bridge` running in ns_b on the veth
+    (AF_PACKET) into a guest TAP that carries the card's MAC and 10.9.0.2/24; ns_a has 10.9.0.1/24.
+    IPv6 is disabled in both. `bridge_args` go after the fixed ones (--iface, --guest-tap,
+    e.g. --policy/--timing); the CLI runs for at most `duration` s. Every process in `.procs` is
+    killed and both namespaces deleted on exit."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tag = f"{os.getpid() % 100000}"
+    ns_a, ns_b, dev_a, dev_b, tap = (f"{prefix}{c}{tag}" for c in "abhvg")
+    procs: list = []
+    run(["ip", "netns", "add", ns_a])
+    try:
+        run(["ip", "netns", "add", ns_b])
+        run(["ip", "link", "add", dev_a, "netns", ns_a, "type", "veth", "peer", "name", dev_b,
+             "netns", ns_b])
+        for ns in (ns_a, ns_b):
+            run(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], ns=ns, check=False)
+            run(["ip", "link", "set", "lo", "up"], ns=ns)
+        run(["ip", "addr", "add", "10.9.0.1/24", "dev", dev_a], ns=ns_a)
+        run(["ip", "link", "set", dev_a, "up"], ns=ns_a)
+        run(["ip", "link", "set", dev_b, "up"], ns=ns_b)
+        bridge = subprocess.Popen(
+            ["ip", "netns", "exec", ns_b, sys.executable, "-m", "a2065", "bridge", "--iface", dev_b,
+             "--guest-tap", tap, *bridge_args, "--duration", str(duration), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONPATH=root), cwd=root)
+        procs.append(bridge)
+        for _ in range(100):
+            if run(["ip", "link", "show", tap], ns=ns_b, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        run(["ip", "link", "set", tap, "address", card_mac], ns=ns_b)
+        run(["ip", "addr", "add", "10.9.0.2/24", "dev", tap], ns=ns_b)
+        run(["ip", "link", "set", tap, "up"], ns=ns_b)
+        yield BridgedNamespaces(ns_a, ns_b, dev_a, dev_b, tap, bridge, procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        run(["ip", "netns", "del", ns_a], check=False)
+        run(["ip", "netns", "del", ns_b], check=False)
 
 
 def tcp_bulk(t: VethTopology, nbytes: int, *, port: int = 5201, chunk: int = 65536,

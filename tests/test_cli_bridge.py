@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 CARD_MAC = "00:80:10:12:34:56"   # the default board's MAC (serial 0x123456)
 
 SERVER = """
@@ -48,35 +44,12 @@ def sh(*argv, ns=None, check=True, **kw):
 
 @pytest.mark.root
 def test_bridge_carries_a_real_tcp_transfer_into_a_guest_tap_intact_and_stops_on_ctrl_c(tmp_path):
-    tag = f"{os.getpid() % 100000}"
-    ns_a, ns_b, vh, vb, tap = f"a2ca{tag}", f"a2cb{tag}", f"a2vh{tag}", f"a2vb{tag}", f"a2g{tag}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    sh("ip", "netns", "add", ns_a)
-    sh("ip", "netns", "add", ns_b)
-    procs = []
-    try:
-        sh("ip", "link", "add", vh, "netns", ns_a, "type", "veth", "peer", "name", vb, "netns", ns_b)
-        for ns in (ns_a, ns_b):
-            sh("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", ns=ns, check=False)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("ip", "addr", "add", "10.9.0.1/24", "dev", vh, ns=ns_a)
-        sh("ip", "link", "set", vh, "up", ns=ns_a)
-        sh("ip", "link", "set", vb, "up", ns=ns_b)
-        bridge = subprocess.Popen(
-            ["ip", "netns", "exec", ns_b, sys.executable, "-m", "a2065", "bridge", "--iface", vb,
-             "--guest-tap", tap, "--duration", "60", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        procs.append(bridge)
-        for _ in range(100):
-            if sh("ip", "link", "show", tap, ns=ns_b, check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        sh("ip", "link", "set", tap, "address", CARD_MAC, ns=ns_b)
-        sh("ip", "addr", "add", "10.9.0.2/24", "dev", tap, ns=ns_b)
-        sh("ip", "link", "set", tap, "up", ns=ns_b)
+    from netns import bridged_namespaces
+    with bridged_namespaces("a2c", duration=60, card_mac=CARD_MAC) as t:
+        ns_a, ns_b, bridge = t.ns_a, t.ns_b, t.bridge
         server = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c", SERVER],
                                   stdout=subprocess.PIPE, text=True)
-        procs.append(server)
+        t.procs.append(server)
         nbytes = 1_000_000
         sh(sys.executable, "-c", CLIENT, str(nbytes), ns=ns_a, timeout=30)
         out, _ = server.communicate(timeout=30)
@@ -93,10 +66,3 @@ def test_bridge_carries_a_real_tcp_transfer_into_a_guest_tap_intact_and_stops_on
         st = doc["bridge"]
         assert st["delivered"] > nbytes // 1514 and st["transmitted"] > 0
         assert st["frames_in"] == st["delivered"] + st["queued"] + st["dropped_total"]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        sh("ip", "netns", "del", ns_a, check=False)
-        sh("ip", "netns", "del", ns_b, check=False)
