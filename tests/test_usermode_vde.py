@@ -22,9 +22,9 @@ same backend object rejoins (same fileno) when the switch is back; a missing swi
 libvdeplug is a typed error naming what to install.
 
 Found here: vde_switch takes frames on a UNIX datagram socket whose queue holds
-net.unix.max_dgram_qlen (10 by default) frames; a card that outpaces the switch gets EAGAIN, the
-frame is dropped and the chip reports LCAR (counted as tx_failed eagain; TCP recovers). The tests
-allow that reason and check it is accounted for exactly.
+net.unix.max_dgram_qlen (10 by default) frames; a card that outpaces the switch gets EAGAIN. The
+backend keeps such frames in a bounded output queue (256 frames) and sends them when the socket
+is writable again, so the traffic test requires that no transmit failed at all.
 
 Debian packages: vde2 (vde_switch, vde_plug2tap), libvdeplug2, iproute2.
 """
@@ -579,8 +579,10 @@ def test_guest_kernels_behind_two_card_processes_and_a_kernel_tap_arp_ping_and_m
         st = c.finish()
         check_card_counters(st, c.serial)
         assert st["link_downs"] == 0 and st["backend"]["reconnects"] == 0
-        # the only transmits that may fail: the switch's datagram queue was full (EAGAIN)
-        assert set(st["backend"]["tx_failed"]) <= {"eagain"}, st["backend"]["tx_failed"]
+        # a switch that falls behind (EAGAIN on its datagram socket) costs no frame: the
+        # backend's bounded output queue holds them until the socket is writable again
+        assert st["backend"]["tx_failed"] == {}, st["backend"]["tx_failed"]
+        assert st["backend"]["tx_queued"] == 0, st["backend"]
         # each card carried one stream out and one in
         assert st["bridge"]["delivered_bytes"] > nbytes and st["bridge"]["transmitted_bytes"] > nbytes
 
@@ -636,6 +638,45 @@ def test_joining_a_switch_that_is_not_there_is_peer_unreachable_naming_vde_switc
     from pcap_backend.backends.vde import Vde
     with pytest.raises(PeerUnreachable, match="vde_switch"):
         Vde(os.path.join(tempfile.gettempdir(), f"no-switch-{os.getpid()}"))
+
+
+class _BusySwitchLib:
+    """libvdeplug stand-in whose switch refuses every send with EAGAIN while `busy`."""
+
+    def __init__(self, real_ffi):
+        self.ffi, self.busy, self.sent = real_ffi, True, []
+
+    def vde_send(self, conn, frame, n, flags):
+        import errno as _errno
+        if self.busy:
+            self.ffi.errno = _errno.EAGAIN
+            return -1
+        self.sent.append(bytes(frame[:n]))
+        return n
+
+
+def test_a_switch_that_is_not_reading_costs_no_frame_they_wait_in_order_in_a_bounded_queue(segment):
+    from pcap_backend.backends.vde import Vde
+    be = Vde(segment["switch_dir"], out_queue=4)
+    real_lib = be.lib
+    try:
+        fake = _BusySwitchLib(be.ffi)
+        be.lib = type("L", (), {"vde_send": fake.vde_send, "vde_recv": real_lib.vde_recv})()
+        frames = [bytes([i]) * 60 for i in range(6)]
+        accepted = [be.send(f, 0) for f in frames]
+        # four frames wait for the switch; the fifth and sixth find the queue full and are
+        # refused and counted, as a failed transmit the chip reports
+        assert accepted == [True, True, True, True, False, False]
+        assert be.stats()["tx_queued"] == 4 and be.tx_failed == {"eagain": 2}
+        assert fake.sent == []
+        fake.busy = False                 # the switch reads again: the next poll drains in order
+        be.poll(0)
+        assert fake.sent == frames[:4] and be.stats()["tx_queued"] == 0
+        assert be.tx_frames == 4 and be.stats()["tx_deferred"] == 4
+        assert be.send(frames[5], 0) and fake.sent[-1] == frames[5]
+    finally:
+        be.lib = real_lib
+        be.close()
 
 
 def test_missing_libvdeplug_names_the_debian_package():

@@ -19,6 +19,7 @@ that is not there at open is `PeerUnreachable` (``reconnect=True`` waits for it 
 """
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import os
@@ -71,7 +72,7 @@ class Vde(Backend):
 
     def __init__(self, switch: str, *, port: int = 0, description: str = "a2065",
                  reconnect: bool = False, reconnect_interval: float = 0.5,
-                 library=LIBRARY_NAMES, name: Optional[str] = None):
+                 out_queue: int = 256, library=LIBRARY_NAMES, name: Optional[str] = None):
         super().__init__(name or f"vde.{os.path.basename(str(switch).rstrip('/')) or 'switch'}")
         self.ffi, self.lib = load_libvdeplug(library)
         self.switch = str(switch)
@@ -85,6 +86,12 @@ class Vde(Backend):
         self._datafd = self._ctlfd = -1
         self._buf = self.ffi.new("char[]", VDE_ETHBUFSIZE)
         self._next_try = 0.0
+        # vde_switch reads a datagram socket that holds only net.unix.max_dgram_qlen frames
+        # (10 by default): a burst from the card meets EAGAIN. Such frames wait here, bounded,
+        # and go out when the socket is writable again instead of being lost.
+        self.out_queue = out_queue
+        self._txq: collections.deque = collections.deque()
+        self.tx_deferred = 0
         self._epoll = select.epoll()
         try:
             self._open()
@@ -114,6 +121,38 @@ class Vde(Backend):
         fcntl.fcntl(self._datafd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
         self._epoll.register(self._datafd, select.EPOLLIN)
 
+    def _watch_writable(self, on: bool) -> None:
+        """EPOLLOUT interest on the data fd while frames wait, so the host's select on
+        fileno() wakes the loop when the switch reads again."""
+        if self._datafd >= 0:
+            self._epoll.modify(self._datafd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    def _flush(self) -> None:
+        q = self._txq
+        while q:
+            frame = q[0]
+            n = self.lib.vde_send(self._conn, frame, len(frame), MSG_DONTWAIT)
+            if n < 0:
+                e = self.ffi.errno
+                if e in (errno.EAGAIN, errno.ENOBUFS, errno.EINTR):
+                    return
+                q.popleft()
+                if e in _GONE_ERRNOS:
+                    self._down(f"send: {os.strerror(e)}")
+                    return
+                from ._util import TX_REASONS
+                self._tx_fail(TX_REASONS.get(e, errno.errorcode.get(e, "error").lower()),
+                              os.strerror(e))
+                continue
+            q.popleft()
+            self._tx_ok(frame)
+        self._watch_writable(False)
+
+    def _drop_queue(self) -> None:
+        while self._txq:
+            self._txq.popleft()
+            self._tx_fail("peer_gone", "queued when the switch went away")
+
     def _close_conn(self) -> None:
         if self._datafd >= 0:
             try:
@@ -131,6 +170,7 @@ class Vde(Backend):
             self.conditions.hit("link:peer_gone", "%s: %s; reconnecting every %.1f s",
                                 self.name, self.error, self.reconnect_interval)
         self._close_conn()
+        self._drop_queue()
         self._next_try = time.monotonic() + self.reconnect_interval
 
     def _try_reconnect(self) -> None:
@@ -184,9 +224,17 @@ class Vde(Backend):
                 return self._tx_fail("peer_gone", str(self.error))
         if len(frame) > VDE_ETHBUFSIZE:
             return self._tx_fail("too_big", f"{len(frame)} bytes")
+        if self._txq:
+            self._flush()
+            if self.error is not None:
+                return self._tx_fail("peer_gone", str(self.error))
+        if self._txq:
+            return self._defer(frame)
         n = self.lib.vde_send(self._conn, frame, len(frame), MSG_DONTWAIT)
         if n < 0:
             e = self.ffi.errno
+            if e in (errno.EAGAIN, errno.ENOBUFS):
+                return self._defer(frame)
             if e in _GONE_ERRNOS:
                 self._down(f"send: {os.strerror(e)}")
                 return self._tx_fail("peer_gone", str(self.error))
@@ -196,12 +244,24 @@ class Vde(Backend):
         self._tx_ok(frame)
         return True
 
+    def _defer(self, frame) -> bool:
+        if len(self._txq) >= self.out_queue:
+            return self._tx_fail("eagain", "the switch is not reading (output queue full)")
+        self._txq.append(bytes(frame))
+        self.tx_deferred += 1
+        self._watch_writable(True)
+        return True
+
     def poll(self, now_ns: int, limit: int = 64) -> list:
         out: list = []
         if self.closed:
             return out
         if self.error is not None:
             self._try_reconnect()
+            if self.error is not None:
+                return out
+        if self._txq:
+            self._flush()
             if self.error is not None:
                 return out
         ffi, lib, buf = self.ffi, self.lib, self._buf
@@ -232,11 +292,17 @@ class Vde(Backend):
     def stats(self) -> dict:
         s = super().stats()
         s.update(switch=self.switch, reconnects=self.reconnects, rx_errors=dict(self.rx_errors),
+                 tx_deferred=self.tx_deferred, tx_queued=len(self._txq),
                  error=str(self.error) if self.error else None)
         return s
 
     def close(self) -> None:
         if not self.closed:
+            if self._txq and self.error is None:
+                self._flush()
+            while self._txq:
+                self._txq.popleft()
+                self._tx_fail("closed", "still queued at close")
             self._close_conn()
             self._epoll.close()
         super().close()
