@@ -191,6 +191,17 @@ def veth_namespaces(ip_a: str = "10.206.5.1", ip_b: str = "10.206.5.2", prefix: 
         yield VethTopology(ns_a, ns_b, dev_a, dev_b, ip_a, ip_b, mac_a, mac_b, prefix)
 
 
+def recreate_veth(t: VethTopology) -> None:
+    """After the veth of `t` was deleted (`ip link del`), make it again with the same names,
+    addresses and state (links up, IPv6 off); the MACs are new."""
+    run(["ip", "link", "add", t.dev_a, "netns", t.ns_a, "type", "veth", "peer", "name", t.dev_b,
+         "netns", t.ns_b])
+    for ns, dev, ip in ((t.ns_a, t.dev_a, t.ip_a), (t.ns_b, t.dev_b, t.ip_b)):
+        run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], ns=ns, check=False)
+        run(["ip", "addr", "add", f"{ip}/{t.prefix}", "dev", dev], ns=ns)
+        run(["ip", "link", "set", dev, "up"], ns=ns)
+
+
 @dataclass
 class BridgedNamespaces:
     ns_a: str            # the far end: veth dev_a with 10.9.0.1/24

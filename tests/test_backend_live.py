@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from netns import (arp_request, icmp_echo, in_netns, is_arp_reply, is_echo_reply, netns, run,
-                   offloads, run_in_ns, set_offloads, tcp_bulk, veth_namespaces)
+from netns import (arp_request, icmp_echo, in_netns, is_arp_reply, is_echo_reply, link_info,
+                   netns, run, offloads, run_in_ns, set_offloads, tcp_bulk, veth_namespaces)
 from pcap_backend import BackendUnavailable, NoSuchInterface, PermissionDenied
 from pcap_backend.backends.afpacket import AfPacket
 from pcap_backend.backends.pcap import Pcap, load_libpcap
@@ -248,6 +248,63 @@ def test_removing_the_interface_mid_run_is_counted_and_never_raises(kind):
             s = be.stats()
             assert s["tx_frames"] == 1 and s["tx_failed_total"] == 20
             assert len(be.conditions.active) >= 1  # logged once per condition, not per frame
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("noticed_by", ["send", "poll"])
+@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+def test_an_interface_deleted_under_traffic_and_recreated_by_name_carries_frames_again_through_the_same_backend(
+        kind, noticed_by, caplog):
+    import logging
+
+    from netns import recreate_veth
+
+    arp = arp_request(CARD_MAC, CARD_IP, t_ip := "10.206.5.2")
+    is_reply = lambda f: is_arp_reply(f, t_ip, CARD_MAC)  # noqa: E731
+    with veth_namespaces(ip_b=t_ip) as t:
+        with in_netns(t.ns_a):
+            be = AfPacket(t.dev_a) if kind == "afpacket" else Pcap(t.dev_a)
+        with be, caplog.at_level(logging.INFO, logger="a2065.backend"):
+            fd = be.fileno()
+            assert be.send(arp, 0)
+            assert wait_for(be, is_reply)[0] is not None
+            run(["ip", "link", "del", t.dev_a], ns=t.ns_a)
+            if noticed_by == "poll":  # a host that only receives notices too
+                for i in range(3):
+                    be.poll(i)
+                assert be.stats()["link_lost"] == 1 and not be.link_up
+            for i in range(10):
+                assert be.send(arp, i) is False
+                be.poll(i)
+            s = be.stats()
+            assert s["link_lost"] == 1 and s["reopens"] == 0 and not be.link_up
+            assert s["tx_frames"] == 1 and s["tx_failed_total"] == 10
+            recreate_veth(t)  # same names, new ifindex, new MACs
+            reply, sent, refused = None, 0, 10
+            for i in range(1000):  # bounded: the name is looked up again every 0.5 s
+                if be.send(arp, 100 + i):
+                    sent += 1
+                    reply = wait_for(be, is_reply, tries=50)[0]
+                    if reply is not None:
+                        break
+                else:
+                    refused += 1
+                    be.poll(i)
+                    time.sleep(0.01)
+            assert reply is not None, be.stats()
+            assert reply.frame[6:12] == bytes.fromhex(
+                link_info(t.ns_b, t.dev_b)["address"].replace(":", ""))  # the new peer answered
+            assert be.fileno() == fd  # a host's select loop keeps its descriptor
+            assert be.link_up
+            s = be.stats()
+            assert s["link_lost"] == 1 and s["reopens"] == 1
+            assert s["tx_frames"] == 1 + sent and s["tx_failed_total"] == refused
+            assert set(s["tx_failed"]) <= {"no_device", "link_down"}
+            assert not be.conditions.active
+        msgs = [r.getMessage() for r in caplog.records]
+        assert len([m for m in msgs if "reopening it by name" in m]) == 1  # once, not per frame
+        assert len([m for m in msgs if "link:gone cleared" in m]) == 1
+        assert len([m for m in msgs if "is back" in m]) == 1
 
 
 class _Refusing:

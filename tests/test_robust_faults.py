@@ -288,3 +288,57 @@ def test_removing_the_interface_under_the_card_is_lcar_on_every_send_and_never_r
             card.run(50_000_000, 20)
             assert card.lcar == 6 and not be.link_up
             assert card.r.chip.counters_balanced()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+def test_an_interface_deleted_and_recreated_by_name_under_the_card_resumes_traffic_by_itself(
+        kind, caplog):
+    import time
+
+    from netns import in_netns, recreate_veth, run, veth_namespaces
+    from pcap_backend.backends.afpacket import AfPacket
+    from pcap_backend.backends.pcap import Pcap
+
+    with veth_namespaces() as t:
+        with in_netns(t.ns_a):
+            be = AfPacket(t.dev_a) if kind == "afpacket" else Pcap(t.dev_a)
+        with be, caplog.at_level(logging.INFO, logger="a2065"):
+            card = Card(be)
+            assert card.send(2) == 2 and card.lcar == 0
+            run(["ip", "link", "del", t.dev_a], ns=t.ns_a)
+            card.send(6, start=2)
+            assert card.lcar == 6 and not be.link_up
+            recreate_veth(t)
+            with in_netns(t.ns_b):
+                far = AfPacket(t.dev_b)  # the new far end sees what the card sends
+            with far:
+                ok = delivered = 0
+                for k in range(1000):  # bounded: the backend looks the name up every 0.5 s
+                    before = card.lcar
+                    assert card.send(1, start=100 + k) == 1
+                    if card.lcar == before:  # the chip sent it: no LCAR
+                        ok += 1
+                        delivered += 1
+                        if ok == 3:
+                            break
+                    else:
+                        ok = 0
+                        time.sleep(0.01)
+                assert ok == 3
+                lcar = card.lcar
+                assert card.send(4, start=2000) == 4 and card.lcar == lcar
+                got = []
+                for _ in range(200):
+                    got += [p.frame for p in far.poll(0) if p.frame[6:12] == CARD]
+                    if len(got) >= delivered + 4:
+                        break
+                    time.sleep(0.01)
+                assert len(got) == delivered + 4
+            s = be.stats()
+            assert s["link_lost"] == 1 and s["reopens"] == 1 and be.link_up
+            assert s["tx_failed_total"] == card.lcar  # every refused send is one LCAR
+            assert card.r.driver.counters.tx_errors["carrier"] == card.lcar
+            assert card.r.chip.counters_balanced()
+        assert len([m for m in _messages(caplog, "a2065.backend")
+                    if "reopening it by name" in m]) == 1

@@ -7,6 +7,7 @@ import socket
 import struct
 
 SIOCGIFFLAGS = 0x8913
+SIOCGIFINDEX = 0x8933
 IFF_UP = 0x1
 IFF_RUNNING = 0x40  # operational: carrier present
 
@@ -41,6 +42,64 @@ def interface_flags(sock: socket.socket, ifname: str):
 def interface_running(sock: socket.socket, ifname: str) -> bool:
     f = interface_flags(sock, ifname)
     return f is not None and (f & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING)
+
+
+def interface_index(sock: socket.socket, ifname: str):
+    """ifindex of `ifname` in the socket's namespace, or None if there is no such interface."""
+    try:
+        r = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, struct.pack("16si20x", ifname.encode()[:15], 0))
+    except OSError:
+        return None
+    return struct.unpack_from("16si", r)[1]
+
+
+# errnos with which a send/receive on a live interface can say the device is gone (ENETDOWN also
+# means only "link down": the caller checks whether the bound ifindex still exists)
+GONE_ERRNOS = {errno.ENXIO, errno.ENODEV, errno.ENETDOWN}
+
+
+def netns_fd():
+    """An O_RDONLY fd on the calling thread's network namespace, or None (no /proc)."""
+    import os
+
+    try:
+        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def call_in_netns(ns_fd, func):
+    """Run `func()` with the calling thread in the namespace `ns_fd` (setns, then back).
+
+    No switch when the thread is already there (no privilege needed then); switching needs
+    CAP_SYS_ADMIN (OSError otherwise)."""
+    import ctypes
+    import ctypes.util
+    import os
+
+    if ns_fd is None:
+        return func()
+    try:
+        here = os.stat("/proc/thread-self/ns/net")
+    except OSError:
+        return func()
+    there = os.fstat(ns_fd)
+    if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+        return func()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(ns_fd, 0x40000000) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns into the backend's network namespace: {os.strerror(e)}")
+        try:
+            return func()
+        finally:
+            if libc.setns(own, 0x40000000) != 0:  # pragma: no cover - cannot fail for our own ns
+                e = ctypes.get_errno()
+                raise OSError(e, f"setns back: {os.strerror(e)}")
+    finally:
+        os.close(own)
 
 
 def check_ifname(ifname: str) -> None:

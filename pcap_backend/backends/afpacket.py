@@ -9,12 +9,23 @@ of the frame (hardware VLAN acceleration), which is put back so the frame is wha
 
 Frames the host sends itself (pkttype PACKET_OUTGOING, which includes what this socket injects)
 are skipped, so the card never sees its own transmissions. Needs CAP_NET_RAW.
+
+Interface removed: a send or receive that fails with ENXIO/ENODEV (or ENETDOWN while the bound
+ifindex no longer exists under the name) marks the link gone: counted in ``link_lost``, logged once
+(condition ``link:gone``), sends fail with reason ``no_device`` (the chip reports LCAR). While gone,
+`poll()` and `send()` look the same interface *name* up again at most every ``reopen_interval``
+seconds (host monotonic time); once it exists, the socket is re-bound to it (``reopens`` counts
+it) and traffic resumes. The socket is re-bound rather than replaced: the kernel has already
+detached it from the dead device, its options (vnet header, auxdata, buffer) stay, it stays in the
+network namespace it was opened in (the name is looked up there, not in the caller's), and
+`fileno()` keeps its number, so a host's select loop needs nothing new.
 """
 from __future__ import annotations
 
 import errno
 import socket
 import struct
+import time
 from typing import Optional
 
 from ..base import (VNET_HDR_LEN, Backend, BackendError, BackendUnavailable, NoSuchInterface,
@@ -44,7 +55,7 @@ class AfPacket(Backend):
 
     def __init__(self, ifname: str, *, vnet_hdr: bool = True, auxdata: bool = True,
                  skip_outgoing: bool = True, rcvbuf: int = 8 << 20, bufsize: int = DEFAULT_BUFFER,
-                 name: Optional[str] = None):
+                 reopen_interval: float = 0.5, name: Optional[str] = None):
         super().__init__(name or f"afpacket.{ifname}")
         _util.check_ifname(ifname)
         self.ifname = ifname
@@ -55,6 +66,11 @@ class AfPacket(Backend):
         self.rx_truncated = 0
         self.rx_meta_mismatch = 0
         self.rx_errors: dict[str, int] = {}
+        self.reopen_interval = reopen_interval
+        self.link_lost = 0  # times the interface disappeared under the socket
+        self.reopens = 0  # times the socket was re-bound to an interface of the same name
+        self._gone = False
+        self._next_try = 0.0
         self.kernel_drops = 0
         self.kernel_packets = 0
         self._hdr = VNET_HDR_LEN if vnet_hdr else 0
@@ -93,6 +109,7 @@ class AfPacket(Backend):
                     raise NoSuchInterface(f"no interface {ifname!r}: {e}") from e
                 raise BackendError(f"cannot bind AF_PACKET socket to {ifname}: {e}") from e
             s.setblocking(False)
+            self._ifindex = _util.interface_index(s, ifname)
             self._ancsize = socket.CMSG_SPACE(_AUX.size) if auxdata else 0
             self._read_stats()  # start the kernel counters from zero
             self.kernel_drops = 0
@@ -104,7 +121,8 @@ class AfPacket(Backend):
     # -- contract ------------------------------------------------------------------------------
     @property
     def link_up(self) -> bool:
-        return not self.closed and _util.interface_running(self.sock, self.ifname)
+        return (not self.closed and not self._gone
+                and _util.interface_running(self.sock, self.ifname))
 
     def fileno(self) -> Optional[int]:
         return None if self.closed else self.sock.fileno()
@@ -112,6 +130,10 @@ class AfPacket(Backend):
     def send(self, frame: bytes, t_ns: int) -> bool:
         if self.closed:
             return self._tx_fail("closed")
+        if self._gone:
+            self._try_reopen()
+            if self._gone:
+                return self._tx_fail("no_device", f"interface {self.ifname} is gone")
         return self._send(self._zero_hdr, frame)
 
     def _send(self, hdr: bytes, frame: bytes) -> bool:
@@ -127,6 +149,8 @@ class AfPacket(Backend):
                 # (sk_err, reported once): retry once if the interface is running now.
                 if attempt == 0 and e.errno == errno.ENETDOWN and self.link_up:
                     continue
+                if e.errno in _util.GONE_ERRNOS:
+                    self._check_gone(str(e))
                 return self._tx_fail(_util.tx_reason(e), str(e))
         self._tx_ok(frame)
         return True
@@ -135,12 +159,20 @@ class AfPacket(Backend):
         """Send a super-packet or a frame with a partial checksum, described by `meta`."""
         if not self._hdr:
             raise BackendError("send_with_meta needs vnet_hdr=True")
+        if self.closed:
+            return self._tx_fail("closed")
+        if self._gone:
+            self._try_reopen()
+            if self._gone:
+                return self._tx_fail("no_device", f"interface {self.ifname} is gone")
         return self._send(meta.to_vnet_hdr(), frame)
 
     def poll(self, now_ns: int, limit: int = 64) -> list:
         out = []
         if self.closed:
             return out
+        if self._gone:  # frames queued before the device went are still read (and the fd drained)
+            self._try_reopen()
         sock, buf, view, hdr = self.sock, self._buf, self._view, self._hdr
         attempts = 0
         while len(out) < limit and attempts < 4 * limit + 16:
@@ -150,6 +182,8 @@ class AfPacket(Backend):
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
+                if e.errno in _util.GONE_ERRNOS and self._check_gone(str(e)):
+                    break
                 reason = _util.tx_reason(e)
                 self.rx_errors[reason] = self.rx_errors.get(reason, 0) + 1
                 self.conditions.hit("rx:" + reason, "%s: receive error: %s", self.name, e)
@@ -184,6 +218,49 @@ class AfPacket(Backend):
             self.conditions.clear_all([k for k in self.conditions.active if k.startswith("rx:")])
         return out
 
+    # -- interface removal ----------------------------------------------------------------------
+    def _check_gone(self, why: str) -> bool:
+        """After ENXIO/ENODEV/ENETDOWN: is the interface we are bound to gone? If so mark the link
+        down (counted, logged once) and try to re-bind at once (it may be back already)."""
+        if self._gone:
+            return True
+        idx = _util.interface_index(self.sock, self.ifname)
+        if idx is not None and idx == self._ifindex:
+            return False  # still there: link down, or a transient error
+        self._gone = True
+        self.link_lost += 1
+        self._clear_sk_err()  # else the fd stays readable (POLLERR) and a select loop spins
+        self.conditions.hit("link:gone", "%s: interface %s is gone (%s); reopening it by name "
+                            "every %.1f s", self.name, self.ifname, why, self.reopen_interval)
+        self._next_try = 0.0
+        self._try_reopen()
+        return True
+
+    def _clear_sk_err(self) -> None:
+        try:
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            pass
+
+    def _try_reopen(self) -> None:
+        now = time.monotonic()
+        if now < self._next_try:
+            return
+        self._next_try = now + self.reopen_interval
+        idx = _util.interface_index(self.sock, self.ifname)  # in the socket's namespace
+        if idx is None:
+            return
+        try:
+            self.sock.bind((self.ifname, ETH_P_ALL))
+        except OSError:
+            return
+        self._clear_sk_err()  # the ENETDOWN the kernel left when the old device went
+        self._ifindex = idx
+        self._gone = False
+        self.reopens += 1
+        self.conditions.clear("link:gone")
+        self.log.info("%s: interface %s is back (ifindex %d): re-bound", self.name, self.ifname, idx)
+
     def close(self) -> None:
         if not self.closed:
             try:
@@ -198,7 +275,8 @@ class AfPacket(Backend):
         s = super().stats()
         s.update(ifname=self.ifname, rx_outgoing_skipped=self.rx_outgoing_skipped,
                  rx_truncated=self.rx_truncated, rx_meta_mismatch=self.rx_meta_mismatch,
-                 rx_errors=dict(self.rx_errors), kernel_packets=self.kernel_packets)
+                 rx_errors=dict(self.rx_errors), kernel_packets=self.kernel_packets,
+                 link_lost=self.link_lost, reopens=self.reopens)
         return s
 
     def _read_stats(self) -> None:

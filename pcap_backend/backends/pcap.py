@@ -5,9 +5,23 @@ immediate mode (without it one frame can wait ~1 s for the buffer timeout) + buf
 pcap_activate, non-blocking, direction IN (the card never receives what it sent), a selectable fd.
 pcap_next_ex's data is only valid until the next call: it is copied out at once. Kernel drops come
 from pcap_stats. No per-frame metadata (meta None): the bridge infers what it needs.
+
+Interface removed: when pcap_next_ex fails, or pcap_inject fails with ENXIO/ENODEV/ENETDOWN, and
+the ifindex the handle was opened on no longer exists under its name, the link is marked gone:
+counted in ``link_lost``, logged once (condition ``link:gone``), the dead handle is closed, sends
+fail with reason ``no_device`` (the chip reports LCAR). While gone, `poll()` and `send()` look the
+name up again at most every ``reopen_interval`` seconds (host monotonic time) and, once it exists,
+open a new handle with the same options (snaplen, promiscuous, buffer, direction; ``reopens``
+counts it), in the network namespace the backend was first opened in (setns to it when the calling
+thread is elsewhere). `fileno()` is an epoll fd holding the handle's selectable fd: its number
+survives the reopen, so a host's select loop keeps working.
 """
 from __future__ import annotations
 
+import os
+import select
+import socket
+import time
 from typing import Optional
 
 from ..base import (Backend, BackendError, NoSuchInterface, Packet,
@@ -67,7 +81,7 @@ class Pcap(Backend):
 
     def __init__(self, ifname: str, *, snaplen: int = 262144, promisc: bool = True,
                  buffer_size: int = 8 << 20, direction_in: bool = True, library=LIBRARY_NAMES,
-                 name: Optional[str] = None):
+                 reopen_interval: float = 0.5, name: Optional[str] = None):
         super().__init__(name or f"pcap.{ifname}")
         _util.check_ifname(ifname)
         if snaplen < 262144:
@@ -77,10 +91,47 @@ class Pcap(Backend):
         self.version = ffi.string(lib.pcap_lib_version()).decode(errors="replace")
         self.kernel_drops = 0
         self.if_drops = 0
+        self._stats_base = (0, 0)  # drop counts of handles closed before the current one
         self.rx_truncated = 0
         self.rx_errors = 0
         self.direction_in = False
         self.warnings: list[str] = []
+        self._opts = (snaplen, promisc, buffer_size, direction_in)
+        self.reopen_interval = reopen_interval
+        self.link_lost = 0  # times the interface disappeared under the handle
+        self.reopens = 0  # times a new handle was opened on an interface of the same name
+        self._gone = False
+        self._next_try = 0.0
+        self._p = None
+        self._fd = -1
+        self._hdr = ffi.new("struct pcap_pkthdr **")
+        self._data = ffi.new("const unsigned char **")
+        self._stat = ffi.new("struct pcap_stat *")
+        # a socket in the same namespace for interface-flag/index queries (link_up, removal)
+        self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._ns = None
+        self._epoll = None
+        try:
+            self._open()
+            self._ns = _util.netns_fd()  # where a reopen must happen
+            self._epoll = select.epoll()
+            if self._fd >= 0:
+                self._epoll.register(self._fd, select.EPOLLIN)
+        except BaseException:
+            if self._p is not None:
+                lib.pcap_close(self._p)
+                self._p = None
+            for x in (self._ctl, self._epoll):
+                if x is not None:
+                    x.close()
+            if self._ns is not None:
+                os.close(self._ns)
+            raise
+
+    def _open(self) -> None:
+        """Create and activate a handle on self.ifname in the calling thread's namespace."""
+        ffi, lib, ifname = self.ffi, self.lib, self.ifname
+        snaplen, promisc, buffer_size, direction_in = self._opts
         err = ffi.new("char[]", ERRBUF_SIZE)
         p = lib.pcap_create(ifname.encode(), err)
         if p == ffi.NULL:
@@ -104,22 +155,18 @@ class Pcap(Backend):
                                    f"(pcap link type {lib.pcap_datalink(p)})")
             if lib.pcap_setnonblock(p, 1, err) < 0:
                 raise BackendError(f"pcap_setnonblock: {ffi.string(err).decode(errors='replace')}")
+            self.direction_in = False
             if direction_in:
                 if lib.pcap_setdirection(p, PCAP_D_IN) == 0:
                     self.direction_in = True
                 else:  # the bridge then filters frames by source MAC
                     self.warnings.append(f"pcap_setdirection: {self._geterr()}")
             self._fd = lib.pcap_get_selectable_fd(p)
-            self._hdr = ffi.new("struct pcap_pkthdr **")
-            self._data = ffi.new("const unsigned char **")
-            self._stat = ffi.new("struct pcap_stat *")
-            # a socket in the same namespace for interface-flag queries (link_up)
-            import socket
-
-            self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._ifindex = _util.interface_index(self._ctl, ifname)
         except BaseException:
             lib.pcap_close(p)
             self._p = None
+            self._fd = -1
             raise
 
     def _status(self, rc: int) -> str:
@@ -143,15 +190,72 @@ class Pcap(Backend):
     # -- contract ------------------------------------------------------------------------------
     @property
     def link_up(self) -> bool:
-        return not self.closed and _util.interface_running(self._ctl, self.ifname)
+        return (not self.closed and not self._gone
+                and _util.interface_running(self._ctl, self.ifname))
 
     def fileno(self) -> Optional[int]:
-        return None if self.closed or self._fd < 0 else self._fd
+        return None if self.closed else self._epoll.fileno()
+
+    # -- interface removal ----------------------------------------------------------------------
+    def _check_gone(self, why: str) -> bool:
+        """After a handle error: is the interface the handle was opened on gone? If so mark the
+        link down (counted, logged once), close the handle and try to reopen at once."""
+        if self._gone:
+            return True
+        idx = _util.interface_index(self._ctl, self.ifname)
+        if idx is not None and idx == self._ifindex:
+            return False
+        self._gone = True
+        self.link_lost += 1
+        self.conditions.hit("link:gone", "%s: interface %s is gone (%s); reopening it by name "
+                            "every %.1f s", self.name, self.ifname, why, self.reopen_interval)
+        self._close_handle()
+        self._next_try = 0.0
+        self._try_reopen()
+        return True
+
+    def _close_handle(self) -> None:
+        if self._p is not None:
+            self._read_stats()
+            self._stats_base = (self.kernel_drops, self.if_drops)
+            if self._fd >= 0:
+                try:
+                    self._epoll.unregister(self._fd)
+                except OSError:
+                    pass
+            self.lib.pcap_close(self._p)
+            self._p = None
+            self._fd = -1
+
+    def _try_reopen(self) -> None:
+        now = time.monotonic()
+        if now < self._next_try:
+            return
+        self._next_try = now + self.reopen_interval
+        if _util.interface_index(self._ctl, self.ifname) is None:  # cheap, in our namespace
+            return
+        try:
+            _util.call_in_netns(self._ns, self._open)
+        except (BackendError, OSError) as e:
+            self.conditions.hit("reopen", "%s: reopening %s failed: %s", self.name, self.ifname, e)
+            return
+        if self._fd >= 0:
+            self._epoll.register(self._fd, select.EPOLLIN)
+        self._gone = False
+        self.reopens += 1
+        self.conditions.clear("reopen")
+        self.conditions.clear("link:gone")
+        self.log.info("%s: interface %s is back (ifindex %s): reopened", self.name, self.ifname,
+                      self._ifindex)
 
     def poll(self, now_ns: int, limit: int = 64) -> list:
         out = []
         if self.closed:
             return out
+        if self._gone:
+            self._try_reopen()
+            if self._gone:
+                return out
         lib, ffi, p, h, d = self.lib, self.ffi, self._p, self._hdr, self._data
         while len(out) < limit:
             rc = lib.pcap_next_ex(p, h, d)
@@ -169,6 +273,8 @@ class Pcap(Backend):
             elif rc == 0:
                 break
             else:
+                if self._check_gone(f"pcap_next_ex: {self._geterr()}"):
+                    break
                 self.rx_errors += 1
                 self.conditions.hit("rx:error", "%s: pcap_next_ex: %s", self.name, self._geterr())
                 break
@@ -179,11 +285,18 @@ class Pcap(Backend):
     def send(self, frame: bytes, t_ns: int) -> bool:
         if self.closed:
             return self._tx_fail("closed")
+        if self._gone:
+            self._try_reopen()
+            if self._gone:
+                return self._tx_fail("no_device", f"interface {self.ifname} is gone")
         n = self.lib.pcap_inject(self._p, frame, len(frame))
         if n < 0:
             e = self.ffi.errno
             reason = _util.TX_REASONS.get(e, "error")
-            return self._tx_fail(reason, self._geterr())
+            detail = self._geterr()
+            if e in _util.GONE_ERRNOS:
+                self._check_gone(detail)
+            return self._tx_fail(reason, detail)
         self._tx_ok(frame)
         return True
 
@@ -191,20 +304,24 @@ class Pcap(Backend):
         self._read_stats()
         s = super().stats()
         s.update(ifname=self.ifname, if_drops=self.if_drops, rx_truncated=self.rx_truncated,
-                 rx_errors=self.rx_errors, direction_in=self.direction_in, libpcap=self.version)
+                 rx_errors=self.rx_errors, direction_in=self.direction_in, libpcap=self.version,
+                 link_lost=self.link_lost, reopens=self.reopens)
         return s
 
     def _read_stats(self) -> None:
-        if not self.closed and self.lib.pcap_stats(self._p, self._stat) == 0:
-            self.kernel_drops = self._stat.ps_drop
-            self.if_drops = self._stat.ps_ifdrop
+        if not self.closed and self._p is not None and self.lib.pcap_stats(self._p, self._stat) == 0:
+            base_drops, base_if = self._stats_base
+            self.kernel_drops = base_drops + self._stat.ps_drop
+            self.if_drops = base_if + self._stat.ps_ifdrop
 
     def close(self) -> None:
-        if not self.closed and self._p is not None:
-            self._read_stats()
-            self.lib.pcap_close(self._p)
-            self._p = None
+        if not self.closed and getattr(self, "_epoll", None) is not None:
+            self._close_handle()
+            self._epoll.close()
             self._ctl.close()
+            if self._ns is not None:
+                os.close(self._ns)
+                self._ns = None
         super().close()
 
     def __del__(self):
