@@ -551,11 +551,14 @@ def cmd_bridge(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Run bench/*.py, each writing DIR/<name>.json; e2e (root) also draws its goodput PNGs."""
+    """Run bench/*.py, each writing DIR/<name>.json; usermode and e2e need root; e2e also draws
+    its goodput PNGs."""
     import subprocess
     out = Path(args.out) if args.out else ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    names = ["native", "lance", "board", "bridge", "e2e"]
+    names = ["native", "lance", "board", "bridge", "usermode", "e2e"]
+    needs_root = {"usermode": "namespaces and the passt/libslirp/VDE rigs",
+                  "e2e": "network namespaces, TAP, AF_PACKET"}
     if args.only:
         names = [n for n in args.only.split(",") if n]
     failed, ran = [], []
@@ -565,8 +568,8 @@ def cmd_bench(args) -> int:
             if args.only:
                 raise UsageError(f"no benchmark {name!r} (bench/{name}.py)")
             continue
-        if name == "e2e" and os.geteuid() != 0:
-            print("a2065 bench: e2e skipped: needs root (network namespaces, TAP, AF_PACKET)",
+        if name in needs_root and os.geteuid() != 0:
+            print(f"a2065 bench: {name} skipped: needs root ({needs_root[name]})",
                   file=sys.stderr)
             continue
         argv = [sys.executable, str(script), "--json", str(out / f"{name}.json")]
@@ -677,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="run the benchmarks, write JSON and goodput plots",
                         description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
-                        "root) e2e.py; each writes DIR/<name>.json; e2e also draws "
+                        "root) usermode.py and e2e.py; each writes DIR/<name>.json; e2e also draws "
                         "e2e_goodput_time.png and e2e_goodput_summary.png (matplotlib).")
     be.add_argument("--quick", action="store_true", help="shorter runs (e2e: 5 s transfers)")
     be.add_argument("--out", metavar="DIR", help="where JSON and PNGs go (default bench/results)")
