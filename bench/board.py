@@ -4,9 +4,9 @@
     python bench/board.py --json FILE [--quick]
 
 Each measurement runs in its own interpreter (machine68k keeps one CPU per process) through
-``a2065.m68k.runner``; the best of ``--repeat`` runs is kept (least disturbed by other load).
+``a2065.drivers.m68k.runner``; the best of ``--repeat`` runs is kept (least disturbed by other load).
 
-* ``m68k_ips_with_card``: the driver (a2065/m68k) boots, configures the card, brings the LANCE
+* ``m68k_ips_with_card``: the driver (a2065/drivers/m68k) boots, configures the card, brings the LANCE
   up (Linux style) and idles in its busy loop (``addq.l #1,(idle).w ; bra.s``: exactly two
   instructions per iteration) for N cycles; instructions = 2 x iterations, divided by the wall
   time of ``Machine68kHost.run(N)``. With the card, slices end at its deadlines (the LANCE TX poll
@@ -31,8 +31,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from a2065.m68k import build  # noqa: E402
-from a2065.m68k.runner import run_scenario  # noqa: E402
+from a2065.drivers.m68k import build  # noqa: E402
+from a2065.drivers.m68k.runner import run_scenario  # noqa: E402
 
 
 def best(name, args, repeat, key, higher=True):

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import native  # noqa: E402
-from a2065.runner import Capture, CaptureReplay, Runner, StreamCollector, read_capture  # noqa: E402
+from a2065.runners.replay import Capture, CaptureReplay, Runner, StreamCollector, read_capture  # noqa: E402
 from pcap_backend.bridge import Bridge  # noqa: E402
 
 CAPTURES = ROOT / "fixtures" / "captures"

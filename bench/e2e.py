@@ -3,7 +3,7 @@
 
     python bench/e2e.py --json FILE [--quick] [--seconds S] [--plots DIR]     (root)
 
-The rig (a2065/rig.py): namespace `server` (kernel offloads at defaults, TSO/GSO on) -- veth --
+The rig (a2065/rig/core.py): namespace `server` (kernel offloads at defaults, TSO/GSO on) -- veth --
 namespace `wire` (AF_PACKET backend) -- Bridge -- A2065 + Am7990 -- LinuxA2065Driver -- TAP in
 namespace `guest` (MTU 1500, offloads off). The card's loop runs in this process (a thread);
 senders and receivers are separate processes in their namespaces. One fresh rig per run.

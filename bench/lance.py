@@ -161,7 +161,7 @@ def tx_floor(n: int, length: int) -> float:
 def driver_rx(n: int, length: int, fast_copy: bool) -> float:
     """Seconds to receive n frames through the board bus and the full Linux driver."""
     from a2065 import A2065
-    from a2065.driver import LinuxA2065Driver
+    from a2065.drivers import LinuxA2065Driver
 
     board = A2065(timing="fast")
     drv = LinuxA2065Driver(board, fast_copy=fast_copy, received_maxlen=16)

@@ -34,65 +34,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Optional
 
-CLONE_NEWNET = 0x40000000
-_counter = itertools.count()
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def unique(prefix: str = "a2") -> str:
-    """A short unique name (interface names are limited to 15 characters)."""
-    name = f"{prefix}{os.getpid() % 100000}x{next(_counter)}"
-    assert len(name) <= 15, name
-    return name
-
-
-def run(argv, *, check=True, ns: Optional[str] = None, **kw) -> subprocess.CompletedProcess:
-    """Run a command (in namespace `ns` if given), capturing text output."""
-    if ns is not None:
-        argv = ["ip", "netns", "exec", ns, *argv]
-    r = subprocess.run(argv, capture_output=True, text=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
+from pcap_backend.netns import (  # noqa: F401  (re-exported for the tests)
+    _setns, in_netns, link_info, netns, offloads, run, set_offloads, unique)
 
 ns_run = lambda ns, argv, **kw: run(argv, ns=ns, **kw)  # noqa: E731
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns: {os.strerror(e)}")
-
-
-@contextlib.contextmanager
-def netns(prefix: str = "a2ns"):
-    """Create a network namespace (loopback up), yield its name, delete it afterwards."""
-    name = unique(prefix)
-    run(["ip", "netns", "add", name])
-    try:
-        run(["ip", "link", "set", "lo", "up"], ns=name)
-        yield name
-    finally:
-        run(["ip", "netns", "del", name], check=False)
-
-
-@contextlib.contextmanager
-def in_netns(ns: str):
-    """Switch the calling thread into namespace `ns` for the body, then back."""
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield ns
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
 
 
 def run_in_ns(ns: str, func, *args, timeout: float = 120.0, **kwargs):
@@ -130,31 +75,6 @@ def run_in_ns(ns: str, func, *args, timeout: float = 120.0, **kwargs):
     if kind == "err":
         raise RuntimeError(f"in namespace {ns}:\n{val}")
     return val
-
-
-def link_info(ns: str, dev: str) -> dict:
-    import json
-
-    return json.loads(run(["ip", "-j", "link", "show", "dev", dev], ns=ns).stdout)[0]
-
-
-def set_offloads(ns: str, dev: str, **features: bool) -> None:
-    """ethtool -K in a namespace: set_offloads(ns, "veth0", tso=False, gso=False, gro=True)."""
-    args = []
-    for k, v in features.items():
-        args += [k.replace("_", "-"), "on" if v else "off"]
-    if args:
-        run(["ethtool", "-K", dev, *args], ns=ns)
-
-
-def offloads(ns: str, dev: str) -> dict:
-    """ethtool -k as {feature: bool}."""
-    out = {}
-    for line in run(["ethtool", "-k", dev], ns=ns).stdout.splitlines()[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            out[k.strip()] = v.strip().startswith("on")
-    return out
 
 
 @dataclass

@@ -2,7 +2,7 @@
 import pytest
 
 from a2065 import A2065, mac_for
-from a2065.driver import LinuxA2065Driver
+from a2065.drivers import LinuxA2065Driver
 
 CSR0_STOP = 0x0004
 BROADCAST = b"\xff" * 6

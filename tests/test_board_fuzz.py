@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from a2065 import A2065
-from a2065.driver import LinuxA2065Driver
+from a2065.drivers import LinuxA2065Driver
 
 RAM_SIZE = 0x8000
 MAX_DMA = 4096  # one descriptor's BCNT is 12 bits: no single DMA transfer may be longer

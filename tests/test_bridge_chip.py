@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from a2065.board import A2065
-from a2065.driver import LinuxA2065Driver
+from a2065.drivers import LinuxA2065Driver
 from bridge_helpers import ListBackend, check_invariant, ipv4_tcp
 from pcap_backend.base import Packet
 from pcap_backend.bridge import Bridge

@@ -123,7 +123,7 @@ def test_bridge_to_an_interface_that_does_not_exist_exits_2_and_points_to_ip_lin
 def test_inspect_prints_version_time_csrs_and_ring_state(tmp_path):
     from a2065 import snapshot
     from a2065.board import A2065
-    from a2065.driver import LinuxA2065Driver
+    from a2065.drivers import LinuxA2065Driver
     board = A2065()
     drv = LinuxA2065Driver(board)
     drv.open()

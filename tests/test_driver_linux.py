@@ -1,4 +1,4 @@
-"""Driver-sequence tests: the Linux a2065 driver (a2065/driver.py) against the board and chip.
+"""Driver-sequence tests: the Linux a2065 driver (a2065/drivers/pydriver.py) against the board and chip.
 
 Replays at register and RAM level how Linux brings the card up, transmits, takes RX/TX
 interrupts, changes the multicast list and recovers from the 5 s watchdog, as reference section
@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from a2065 import A2065
 from lance.testing import fcs  # noqa: F401  (re-exported for the other driver tests)
-from a2065.driver import (C0, DriverHang, LinuxA2065Driver, NetBSDLeDriver, R1, T1, T3,
+from a2065.drivers import (C0, DriverHang, LinuxA2065Driver, NetBSDLeDriver, R1, T1, T3,
                           ladrf_bit, ladrf_for)
 
 STOP, STRT, INIT, IDON, INEA, TDMD = C0.STOP, C0.STRT, C0.INIT, C0.IDON, C0.INEA, C0.TDMD

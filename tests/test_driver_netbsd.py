@@ -1,4 +1,4 @@
-"""Driver-sequence tests: the NetBSD le driver (a2065/driver.py NetBSDLeDriver) against the card.
+"""Driver-sequence tests: the NetBSD le driver (a2065/drivers/pydriver.py NetBSDLeDriver) against the card.
 
 NetBSD writes RAP before every RDP access, starts the chip with INEA|STRT|IDON in one write,
 copies whole 8-byte descriptors (so TMD1.OWN reaches RAM before TMD2: the chip must act only on
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from a2065.driver import C0, NetBSDLeDriver, R1, T1, T3, ladrf_bit, ladrf_for
+from a2065.drivers import C0, NetBSDLeDriver, R1, T1, T3, ladrf_bit, ladrf_for
 
 from test_driver_linux import (BCAST, IDLE_RUNNING, OTHER, SECOND, STRANGER, Rig, fcs, frame,
                                group_with_other_bit, padded)

@@ -67,9 +67,9 @@ def test_a2065_bridge_carries_ipv6_tcp_because_the_guest_multicast_groups_reach_
 
 
 def test_live_bridge_module_carries_ipv6_tcp_run_the_same_way():
-    """The same scenario through `python -m a2065.live` (what cmd_bridge should delegate to)."""
+    """The same scenario through `python -m a2065.runners.live` (what cmd_bridge should delegate to)."""
     global _CMD
-    old, _CMD = _CMD, [sys.executable, "-m", "a2065.live"]
+    old, _CMD = _CMD, [sys.executable, "-m", "a2065.runners.live"]
     try:
         got, sent, rc, out, err = _run_bridge_and_transfer(ipv6=True)
     finally:
@@ -83,7 +83,7 @@ def test_live_bridge_module_carries_ipv6_tcp_run_the_same_way():
 
 
 def test_live_bridge_on_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
-    r = subprocess.run([sys.executable, "-m", "a2065.live", "--iface", "a65nosuch0", "--duration", "1"],
+    r = subprocess.run([sys.executable, "-m", "a2065.runners.live", "--iface", "a65nosuch0", "--duration", "1"],
                        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2

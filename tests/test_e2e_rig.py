@@ -17,7 +17,7 @@ import time
 import pytest
 
 from a2065.rig import Rig, stream_bytes
-from a2065.driver import ladrf_bit
+from a2065.drivers import ladrf_bit
 
 pytestmark = pytest.mark.root
 
@@ -256,7 +256,7 @@ def test_broadcast_reaches_the_guest():
             # no SO_BROADCAST in udp-send: use the subnet broadcast via a tiny inline sender
             rig.run("server", [sys.executable, "-c",
                                "import socket;s=socket.socket(2,2);s.setsockopt(1,6,1);"
-                               "import a2065.rig as r\n"
+                               "import a2065.rig.core as r\n"
                                "for i in range(20): s.sendto(r._dgram(7,i,600),('10.65.0.255',5022))"],
                     check=True)
             got = Rig.result(rx, timeout=20)
@@ -315,7 +315,7 @@ def _bridge_subprocess(rig, argv):
 
 def test_live_bridge_command_carries_traffic_and_stops_on_sigint_with_final_counters():
     with Rig(ipv6=False) as rig:
-        p = _bridge_subprocess(rig, [sys.executable, "-m", "a2065.live", "--netns", rig.ns_wire,
+        p = _bridge_subprocess(rig, [sys.executable, "-m", "a2065.runners.live", "--netns", rig.ns_wire,
                                      "--iface", rig.wire_dev, "--guest-netns", rig.ns_guest,
                                      "--guest-tap", rig.tap_name, "--json"])
         try:

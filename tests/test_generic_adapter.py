@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from a2065 import A2065, RamCard
 from a2065.adapters.generic import GenericAdapter, cycles_for_ns, ns_from_cycles
 from a2065.autoconfig import decode_nibbles
-from a2065.driver import LinuxA2065Driver
+from a2065.drivers import LinuxA2065Driver
 from lance import timing as lance_timing
 
 PAL_HZ = 7_093_790

@@ -28,7 +28,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  rule)
 
 from a2065 import A2065
-from a2065.driver import C0, DriverHang, LinuxA2065Driver, NetBSDLeDriver, ladrf_bit
+from a2065.drivers import C0, DriverHang, LinuxA2065Driver, NetBSDLeDriver, ladrf_bit
 from lance import Am7990, RamDma
 
 from test_driver_linux import BCAST, OTHER, STRANGER, frame, padded

@@ -1,6 +1,6 @@
 """The machine68k adapter: exceptions in callbacks, bus errors, one machine per process, timing.
 
-Each machine runs in its own interpreter (``a2065.m68k.runner``); these tests read its JSON.
+Each machine runs in its own interpreter (``a2065.drivers.m68k.runner``); these tests read its JSON.
 """
 import shutil
 import subprocess
@@ -15,8 +15,8 @@ if shutil.which("m68k-linux-gnu-gcc") is None:
                 "binutils-m68k-linux-gnu)", allow_module_level=True)
 
 from a2065.adapters.machine68k import cycles_for_ns, ns_from_cycles  # noqa: E402
-from a2065.m68k import ST_FAULT, ST_RUNNING  # noqa: E402
-from a2065.m68k.runner import run_scenario  # noqa: E402
+from a2065.drivers.m68k import ST_FAULT, ST_RUNNING  # noqa: E402
+from a2065.drivers.m68k.runner import run_scenario  # noqa: E402
 
 ARP_FOR_US = bytes.fromhex("ffffffffffff" "020000000001" "0806" "0001080006040001"
                            "020000000001" "0a000202" "000000000000" "0a00020f")

@@ -1,4 +1,4 @@
-"""The freestanding 68000 driver (a2065/m68k) on machine68k with the card attached.
+"""The freestanding 68000 driver (a2065/drivers/m68k) on machine68k with the card attached.
 
 Every scenario runs in its own interpreter (machine68k keeps one CPU per process): the runner
 returns JSON. Expected replies are built here, independently of the 68000 code, with their
@@ -15,9 +15,9 @@ if shutil.which("m68k-linux-gnu-gcc") is None:
     pytest.skip("m68k-linux-gnu-gcc not installed (apt-get install gcc-m68k-linux-gnu "
                 "binutils-m68k-linux-gnu)", allow_module_level=True)
 
-from a2065.m68k import (FL_NETBSD, ST_NO_BOARD, ST_RUNNING, build,  # noqa: E402
+from a2065.drivers.m68k import (FL_NETBSD, ST_NO_BOARD, ST_RUNNING, build,  # noqa: E402
                         mailbox_param_bytes)
-from a2065.m68k.runner import run_scenario  # noqa: E402
+from a2065.drivers.m68k.runner import run_scenario  # noqa: E402
 
 IP = bytes((10, 0, 2, 15))
 PEER_IP = bytes((10, 0, 2, 2))
@@ -132,7 +132,7 @@ def netbsd_run():
 # ---------------------------------------------------------------- tests
 
 def test_the_program_builds_into_a_flat_image_with_its_mailbox_magic():
-    from a2065.m68k import MB_MAGIC, image
+    from a2065.drivers.m68k import MB_MAGIC, image
     data = image(build())
     ssp, pc = struct.unpack_from(">II", data, 0)
     vec26 = struct.unpack_from(">I", data, 26 * 4)[0]

@@ -15,7 +15,7 @@ import logging
 
 import pytest
 
-from a2065.runner import Runner
+from a2065.runners.replay import Runner
 from pcap_backend.backends.cable import VirtualCable
 from pcap_backend.backends.pcapng_io import PcapngRecorder, PcapngReplay, iter_pcapng
 from pcap_backend.base import Backend, CaptureFormatError

@@ -21,8 +21,8 @@ from hypothesis import given, settings, strategies as st
 
 from a2065 import A2065
 from a2065 import snapshot as snapmod
-from a2065.driver import LinuxA2065Driver
-from a2065.runner import read_capture
+from a2065.drivers import LinuxA2065Driver
+from a2065.runners.replay import read_capture
 from pcap_backend.backends.pcapng_io import iter_pcapng
 from pcap_backend.base import CaptureFormatError
 

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools import campaign_network as cn  # noqa: E402
 
-from a2065.runner import Runner  # noqa: E402
+from a2065.runners.replay import Runner  # noqa: E402
 from bridge_helpers import PEER_MAC, ListBackend, ipv4_tcp  # noqa: E402
 from pcap_backend.base import Packet, PacketMeta  # noqa: E402
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 
-from a2065.runner import Capture, CaptureReplay, Runner, StreamCollector, read_capture
+from a2065.runners.replay import Capture, CaptureReplay, Runner, StreamCollector, read_capture
 from bridge_helpers import ipv4_tcp, tcp_payload
 from pcap_backend.backends import VirtualCable
 

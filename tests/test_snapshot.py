@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from a2065 import A2065
 from a2065 import snapshot as snap
-from a2065.driver import LinuxA2065Driver
+from a2065.drivers import LinuxA2065Driver
 
 BROADCAST = b"\xff" * 6
 PEER = bytes.fromhex("020000000007")

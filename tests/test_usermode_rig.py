@@ -116,7 +116,7 @@ class CardPump:
 
     def __init__(self, backend, on_guest, *, mac: bytes = GUEST_MAC, timing: str = "fast",
                  extra_fds=()):
-        from a2065.runner import Runner
+        from a2065.runners.replay import Runner
         self.backend = backend
         self.runner = Runner(backend, timing=timing, mac=mac,
                              on_receive=lambda f, t: on_guest(f))
@@ -522,7 +522,7 @@ if __name__ == "__main__":  # the unprivileged child: python tests/test_usermode
     drop = opts.pop("_drop_to", None)
     userns = opts.pop("_userns", False)
     from pcap_backend.backends.usermode import make_usermode_backend
-    import a2065.runner  # noqa: F401 - everything imported before the privileges go
+    import a2065.runners.replay  # noqa: F401 - everything imported before the privileges go
     import netns  # noqa: F401
     if name == "slirp":
         from pcap_backend.backends.slirp import load_libslirp

@@ -5,7 +5,7 @@ Every test starts its own vde_switch (control directory in a private temp dir).
 The full segment (root; fixture `three_kernels`): three namespaces, three real Linux TCP/IP
 stacks on one switch. Namespaces g1 and g2 each hold a guest TAP whose kernel is the machine
 behind an emulated card; each card runs in its own process (`python tests/test_usermode_vde.py
-card SWITCH TAP SERIAL`, started inside its namespace): `Vde` backend <-> `a2065.live.LiveBridge`
+card SWITCH TAP SERIAL`, started inside its namespace): `Vde` backend <-> `a2065.runners.live.LiveBridge`
 (fast timing) <-> TAP, with distinct serials 0x000A01 / 0x000B02, so distinct MACs. Namespace k
 holds the TAP of `vde_plug2tap`. Every pair (card1-card2, card1-tap, card2-tap) resolves the other
 by ARP, pings both ways, and carries a TCP stream (a2065.rig tcp-send/tcp-recv, SHA-256 at both
@@ -266,7 +266,7 @@ def test_killing_the_switch_mid_run_is_a_counted_link_down_and_the_card_rejoins(
 #   namespace g1 (kernel)          namespace g2 (kernel)          namespace k (kernel)
 #   TAP, MAC of serial 0x000A01    TAP, MAC of serial 0x000B02    TAP of vde_plug2tap
 #   10.77.0.21                     10.77.0.22                     10.77.0.1
-#      | a2065.live.LiveBridge        | a2065.live.LiveBridge        |
+#      | a2065.runners.live.LiveBridge        | a2065.runners.live.LiveBridge        |
 #   card process 1 (Vde)           card process 2 (Vde)           |
 #      +------------------------- vde_switch (test's temp dir) -------+
 
@@ -283,14 +283,14 @@ def card_mac(serial: int) -> bytes:
 
 def run_card(switch: str, tap_name: str, serial: int, seconds: float = 180.0) -> None:
     """One emulated card in this process (`python tests/test_usermode_vde.py card SWITCH TAP
-    SERIAL`, started inside its guest namespace): Vde backend <-> a2065.live.LiveBridge (fast
+    SERIAL`, started inside its guest namespace): Vde backend <-> a2065.runners.live.LiveBridge (fast
     timing) <-> a TAP with the card's MAC whose kernel is the guest. Prints one JSON line per
     event: ready, link_down (the backend's typed error), link_up, and final (all counters) after
     SIGTERM."""
     import ctypes
     import json
     import signal
-    from a2065.live import LiveBridge, open_guest_tap
+    from a2065.runners.live import LiveBridge, open_guest_tap
     from pcap_backend.backends.vde import Vde
     from pcap_backend.base import BackendError
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the test

@@ -478,7 +478,7 @@ class World:
 
     def a_driver_open(self, ch):
         """A well-behaved Linux driver brings the card up (so rings hold real frames)."""
-        from a2065.driver import LinuxA2065Driver
+        from a2065.drivers import LinuxA2065Driver
         self.ensure_configured()
         if not self.board.configured:
             return

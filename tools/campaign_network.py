@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from a2065.driver import DriverHang  # noqa: E402
-from a2065.runner import Runner  # noqa: E402
+from a2065.drivers import DriverHang  # noqa: E402
+from a2065.runners.replay import Runner  # noqa: E402
 from pcap_backend.base import Backend, Packet, PacketMeta  # noqa: E402
 
 ETH_MAX = 1514

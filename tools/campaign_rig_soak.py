@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Campaign 4 on real kernels (root): the end-to-end rig (a2065/rig.py) at full speed for a while.
+"""Campaign 4 on real kernels (root): the end-to-end rig (a2065/rig/core.py) at full speed for a while.
 
     sudo python3 -m tools.campaign_rig_soak --seconds 60             # the CI-sized run (root tests)
     sudo python3 -m tools.campaign_rig_soak --minutes 30 --report rig-soak.json

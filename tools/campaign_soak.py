@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 import native  # noqa: E402
 from a2065 import A2065  # noqa: E402
 from a2065 import snapshot as snapmod  # noqa: E402
-from a2065.runner import Runner  # noqa: E402
+from a2065.runners.replay import Runner  # noqa: E402
 from pcap_backend.backends.cable import VirtualCable  # noqa: E402
 from pcap_backend.base import PacketMeta  # noqa: E402
 

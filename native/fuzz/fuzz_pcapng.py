@@ -7,7 +7,7 @@
 The readers sit on python-pcapng's FileScanner:
   - tests/fixture_capture.read_pcapng(bytes)  (the test fixture loader),
   - pcap_backend.backends.pcapng_io.iter_pcapng(file)  (the replay backend), and
-  - a2065.runner.read_capture(path)  (`a2065 replay`; the input goes through a file in /dev/shm).
+  - a2065.runners.replay.read_capture(path)  (`a2065 replay`; the input goes through a file in /dev/shm).
 Their documented contract: malformed input raises CaptureFormatError (a ValueError) and nothing
 else. Any other exception escaping is a finding; atheris reports it with the input that caused it.
 FUZZ_PCAPNG_TARGETS=loader|backend|runner|both|all (default all; both = loader and backend) picks
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-with atheris.instrument_imports(include=["pcapng", "fixture_capture", "pcap_backend", "a2065.runner"]):
+with atheris.instrument_imports(include=["pcapng", "fixture_capture", "pcap_backend", "a2065.runners.replay"]):
     import pcapng  # noqa: F401  (instrumented)
     from fixture_capture import CaptureFormatError as LoaderFormatError, read_pcapng
 
@@ -38,7 +38,7 @@ with atheris.instrument_imports(include=["pcapng", "fixture_capture", "pcap_back
         iter_pcapng = None
         BackendFormatError = LoaderFormatError
     try:
-        from a2065.runner import read_capture
+        from a2065.runners.replay import read_capture
     except ImportError:
         read_capture = None
 

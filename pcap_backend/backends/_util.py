@@ -58,50 +58,6 @@ def interface_index(sock: socket.socket, ifname: str):
 GONE_ERRNOS = {errno.ENXIO, errno.ENODEV, errno.ENETDOWN}
 
 
-def netns_fd():
-    """An O_RDONLY fd on the calling thread's network namespace, or None (no /proc)."""
-    import os
-
-    try:
-        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-
-
-def call_in_netns(ns_fd, func):
-    """Run `func()` with the calling thread in the namespace `ns_fd` (setns, then back).
-
-    No switch when the thread is already there (no privilege needed then); switching needs
-    CAP_SYS_ADMIN (OSError otherwise)."""
-    import ctypes
-    import ctypes.util
-    import os
-
-    if ns_fd is None:
-        return func()
-    try:
-        here = os.stat("/proc/thread-self/ns/net")
-    except OSError:
-        return func()
-    there = os.fstat(ns_fd)
-    if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
-        return func()
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(ns_fd, 0x40000000) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"setns into the backend's network namespace: {os.strerror(e)}")
-        try:
-            return func()
-        finally:
-            if libc.setns(own, 0x40000000) != 0:  # pragma: no cover - cannot fail for our own ns
-                e = ctypes.get_errno()
-                raise OSError(e, f"setns back: {os.strerror(e)}")
-    finally:
-        os.close(own)
-
-
 def check_ifname(ifname: str) -> None:
     if not isinstance(ifname, str) or not ifname or len(ifname.encode()) > 15 or "/" in ifname:
         from ..base import NoSuchInterface

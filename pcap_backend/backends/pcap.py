@@ -27,6 +27,7 @@ from typing import Optional
 from ..base import (Backend, BackendError, NoSuchInterface, Packet,
                     PermissionDenied)
 from . import _util
+from ..netns import call_in_netns, netns_fd
 
 _CDEF = """
 typedef struct pcap pcap_t;
@@ -113,7 +114,7 @@ class Pcap(Backend):
         self._epoll = None
         try:
             self._open()
-            self._ns = _util.netns_fd()  # where a reopen must happen
+            self._ns = netns_fd()  # where a reopen must happen
             self._epoll = select.epoll()
             if self._fd >= 0:
                 self._epoll.register(self._fd, select.EPOLLIN)
@@ -235,7 +236,7 @@ class Pcap(Backend):
         if _util.interface_index(self._ctl, self.ifname) is None:  # cheap, in our namespace
             return
         try:
-            _util.call_in_netns(self._ns, self._open)
+            call_in_netns(self._ns, self._open)
         except (BackendError, OSError) as e:
             self.conditions.hit("reopen", "%s: reopening %s failed: %s", self.name, self.ifname, e)
             return

@@ -1,5 +1,5 @@
 /* Mailbox: the fixed RAM area shared by the 68000 program and the host (tests, bench).
- * Lives at MB_ADDR ($0400); every field is big-endian. a2065/m68k/__init__.py mirrors this
+ * Lives at MB_ADDR ($0400); every field is big-endian. a2065/drivers/m68k/__init__.py mirrors this
  * layout (MAILBOX) -- change both together and bump MB_VERSION.
  * Every boot zeroes the fields from 'boards' on (RAM survives a reset); ip and flags are kept.
  *

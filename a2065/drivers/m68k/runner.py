@@ -1,7 +1,7 @@
 """Run one 68000 scenario in this process and print its result as JSON on stdout.
 
 machine68k holds one CPU per process, so tests and the benchmark start
-``python3 -m a2065.m68k.runner SCENARIO 'JSON-ARGS'`` once per scenario (``run_scenario`` below
+``python3 -m a2065.drivers.m68k.runner SCENARIO 'JSON-ARGS'`` once per scenario (``run_scenario`` below
 does that and parses the answer).
 
 Scenarios
@@ -32,7 +32,7 @@ def run_scenario(name: str, args: dict | None = None, *, timeout: float = 300) -
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "a2065.m68k.runner", name, json.dumps(args or {})],
+    p = subprocess.run([sys.executable, "-m", "a2065.drivers.m68k.runner", name, json.dumps(args or {})],
                        capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
     if p.returncode != 0:
         raise RuntimeError(f"runner {name} failed ({p.returncode}):\n{p.stderr[-4000:]}")

@@ -7,7 +7,7 @@
     at defaults (TSO/GSO on) ======= of the live backend        <-card-> off, MAC = card's MAC)
     10.65.0.1/24  fd65::1/64         (no addresses)                      10.65.0.2/24  fd65::2/64
 
-The card itself (board + LANCE + bridge + register-level Linux driver, see ``a2065.live``) runs
+The card itself (board + LANCE + bridge + register-level Linux driver, see ``a2065.runners.live``) runs
 in the *calling* process: one process holds the backend socket opened inside ``wire`` and the TAP
 opened inside ``guest`` (``in_netns`` switches only the calling thread, with setns(2)). The
 senders and receivers run as separate processes inside ``server`` and ``guest``
@@ -49,80 +49,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from pcap_backend.netns import NetnsError, in_netns, run as _run, set_link_mac
+
 __all__ = ["Rig", "in_netns", "stream_bytes", "StreamPattern", "set_link_mac", "RigError"]
 
-ROOT = Path(__file__).resolve().parent.parent
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+ROOT = Path(__file__).resolve().parents[2]
 _seq = itertools.count()
 
 SERVER_IP, GUEST_IP = "10.65.0.1", "10.65.0.2"
 SERVER_IP6, GUEST_IP6 = "fd65::1", "fd65::2"
 
 
-class RigError(RuntimeError):
-    """A set-up step failed (the message names the command and its error)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# namespaces
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns: {os.strerror(e)}")
-
-
-@contextlib.contextmanager
-def in_netns(ns: Optional[str]):
-    """Run the body with the calling thread inside network namespace `ns` (None: stay).
-
-    Sockets and devices opened inside keep that namespace after the body returns."""
-    if ns is None:
-        yield None
-        return
-    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
-        try:
-            _setns(fd)
-        finally:
-            os.close(fd)
-        try:
-            yield ns
-        finally:
-            _setns(back)
-    finally:
-        os.close(back)
-
-
-def _run(argv, *, ns: Optional[str] = None, check: bool = True) -> subprocess.CompletedProcess:
-    if ns is not None:
-        argv = ["ip", "netns", "exec", ns, *argv]
-    r = subprocess.run(argv, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise RigError(f"`{' '.join(argv)}` failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFHWADDR = 0x8913, 0x8914, 0x8924
-IFF_UP, IFF_PROMISC, IFF_ALLMULTI = 0x1, 0x100, 0x200
-
-
-def set_link_mac(ifname: str, mac: bytes, *, up: bool = False) -> None:
-    """Set an interface's MAC (and optionally bring it up) in the calling thread's namespace."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        name = ifname.encode()[:15]
-        fcntl.ioctl(s, SIOCSIFHWADDR, struct.pack("16sH6s8x", name, 1, bytes(mac)))
-        if up:
-            flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16s24x", name)))[1]
-            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", name, flags | IFF_UP))
-
-
-def link_flags(sock: socket.socket, ifname: str) -> int:
-    """IFF_* flags of `ifname`, through a socket that lives in that interface's namespace."""
-    r = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16s24x", ifname.encode()[:15]))
-    return struct.unpack_from("16sH", r)[1]
+RigError = NetnsError   # a set-up step failed (the message names the command and its error)
 
 
 class Rig:
@@ -324,11 +262,11 @@ class Rig:
     def card(self, *, timing: str = "wire", policy: str = "segment", backend: str = "afpacket",
              backend_kw: Optional[dict] = None, serial: int = 0x00123456, **live_kw):
         """The emulated card between `wire` and `guest`, its live loop in a thread of this
-        process: yields the running `a2065.live.LiveBridge`; stops and closes it afterwards
+        process: yields the running `a2065.runners.live.LiveBridge`; stops and closes it afterwards
         (the loop's exception, if any, is in `lb.error` and re-raised here)."""
         import threading
-        from a2065.board import A2065
-        from a2065.live import GuestMulticast, LiveBridge
+        from a2065 import A2065
+        from a2065.runners.live import GuestMulticast, LiveBridge
         be = self.open_backend(backend, **(backend_kw or {}))
         mac = A2065(serial=serial).mac
         tap = self.open_guest_tap(mac)

@@ -30,7 +30,7 @@ from pcap_backend.bridge import Bridge
 
 __all__ = ["Runner", "CaptureReplay", "StreamCollector", "read_capture", "Capture"]
 
-log = logging.getLogger("a2065.runner")
+log = logging.getLogger("a2065.runners.replay")
 
 TIMINGS = ("fast", "wire")
 
@@ -253,8 +253,8 @@ class Runner:
                  multicast=(), driver_factory=None, **bridge_kwargs):
         if timing not in TIMINGS:
             raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, not {timing!r}")
-        from a2065.board import A2065
-        from a2065.driver import LinuxA2065Driver
+        from a2065 import A2065
+        from a2065.drivers import LinuxA2065Driver
         self.timing = timing
         self.backend = backend
         self.board = A2065(serial=serial, timing=timing)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CAPTURE_DIR = ROOT / "fixtures" / "captures"
 DEMO_CAPTURES = {"tcp4": "tcp4_tso.pcapng", "tcp6": "tcp6_tso.pcapng", "udp4": "udp4_gso.pcapng"}
 
@@ -128,7 +128,7 @@ def _parse_mac(s: str) -> bytes:
 
 def _load_capture(path):
     from pcap_backend.base import CaptureFormatError
-    from a2065.runner import read_capture
+    from a2065.runners.replay import read_capture
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{path}: no such file; give the path of a pcapng capture")
@@ -141,7 +141,7 @@ def _load_capture(path):
 def _replay_once(cap, packets, mac, *, policy, timing, delivery="lossless", guest_pcap=None,
                  record=None, progress=True, label=""):
     """Run one replay through bridge, card and driver. Returns a result dict."""
-    from a2065.runner import CaptureReplay, Runner, StreamCollector
+    from a2065.runners.replay import CaptureReplay, Runner, StreamCollector
     from pcap_backend.bridge import PcapngTee
     collector = StreamCollector()
     tee = PcapngTee(guest_pcap, comment=f"what the guest received: {cap.path}, policy {policy}, "
@@ -306,9 +306,9 @@ def _m68k_demo() -> dict:
         import importlib.util
         if importlib.util.find_spec("machine68k") is None:
             return {"status": "skipped", "detail": "machine68k not installed (pip install machine68k)"}
-        import a2065.m68k as m68k
-        from a2065.m68k.runner import run_scenario
-        from a2065.board import mac_for
+        import a2065.drivers.m68k as m68k
+        from a2065.drivers.m68k.runner import run_scenario
+        from a2065 import mac_for
     except Exception as e:  # noqa: BLE001 - optional part
         return {"status": "skipped", "detail": f"68000 program not available: {e}"}
     if not m68k.compiler():
@@ -510,10 +510,10 @@ def _open_usermode_backend(kind: str, iface, forwards=()):
 def cmd_bridge(args) -> int:
     """Live bridging: host interface <-> backend <-> bridge <-> card <-> Linux-style driver <->
     guest TAP (the guest's network stack is whatever sits behind that TAP). The loop is
-    ``a2065.live`` (events at their own emulated times, guest multicast list -> LADRF, TAP with
+    ``a2065.runners.live`` (events at their own emulated times, guest multicast list -> LADRF, TAP with
     the card's MAC, SIGINT/SIGTERM stop after the current step with final counters)."""
-    from a2065 import live
-    from a2065.rig import in_netns
+    from a2065.runners import live
+    from pcap_backend.netns import in_netns
     from pcap_backend.base import BackendError
     if not args.iface and args.backend not in ("passt", "slirp"):
         raise UsageError("--iface is required: the host interface to bridge to (see `ip link`)"

@@ -43,7 +43,7 @@ from typing import Callable, Optional
 
 __all__ = ["LiveBridge", "GuestMulticast", "open_backend", "open_guest_tap", "run_bridge", "main"]
 
-log = logging.getLogger("a2065.live")
+log = logging.getLogger("a2065.runners.live")
 
 PROC_MCAST = "/proc/thread-self/net/dev_mcast"
 
@@ -60,7 +60,7 @@ class GuestMulticast:
 
     def read(self):
         """(sorted list of 6-byte MACs, allmulti, promisc)."""
-        from a2065.rig import IFF_ALLMULTI, IFF_PROMISC, link_flags
+        from pcap_backend.netns import IFF_ALLMULTI, IFF_PROMISC, link_flags
         data = b""
         while True:
             chunk = os.pread(self._fd, 65536, len(data))
@@ -108,7 +108,7 @@ class GuestCounters:
 class LiveBridge:
     """One card between a live `backend` and a `guest` backend (normally a TAP).
 
-    Keyword arguments go to `a2065.runner.Runner` (policy, timing, delivery, mac, serial,
+    Keyword arguments go to `a2065.runners.replay.Runner` (policy, timing, delivery, mac, serial,
     recorder, queue bounds, ...). `multicast`: a `GuestMulticast` to mirror, or None.
     """
 
@@ -117,7 +117,7 @@ class LiveBridge:
                  pending_frames: int = 64, guest_batch: int = 64,
                  threaded_writes: Optional[bool] = None, write_queue_frames: int = 8192,
                  **runner_kw):
-        from a2065.runner import Runner
+        from a2065.runners.replay import Runner
         self.backend = backend
         self.guest = guest
         self.timing = timing
@@ -387,7 +387,7 @@ class LiveBridge:
 # opening things by name (CLI)
 
 def open_backend(kind: str, iface: str, netns: Optional[str] = None):
-    from a2065.rig import in_netns
+    from pcap_backend.netns import in_netns
     with in_netns(netns):
         if kind == "afpacket":
             from pcap_backend.backends.afpacket import AfPacket
@@ -404,7 +404,7 @@ def open_backend(kind: str, iface: str, netns: Optional[str] = None):
 def open_guest_tap(name: str, mac: bytes, netns: Optional[str] = None, *, up: bool = True):
     """Create (or attach to) the guest's TAP in `netns`, give it the card's MAC so the chip's
     PADR filter passes the guest's traffic, bring it up. Returns (tap, GuestMulticast)."""
-    from a2065.rig import in_netns, set_link_mac
+    from pcap_backend.netns import in_netns, set_link_mac
     from pcap_backend.backends.tap import Tap
     with in_netns(netns):
         tap = Tap(name)
@@ -427,7 +427,7 @@ def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str =
     already opened Backend object (e.g. a user-mode one), which is closed at the end too.
     Raises pcap_backend BackendError subclasses (NoSuchInterface, PermissionDenied, ...) with
     messages that say what to do."""
-    from a2065.board import A2065
+    from a2065 import A2065
     if isinstance(backend, str):
         if not iface:
             raise ValueError("iface is required for backend " + backend)
@@ -485,8 +485,8 @@ def summary_rows(st: dict) -> list:
 
 
 def main(argv=None) -> int:
-    """``python -m a2065.live``: the same as ``a2065 bridge`` (exit 0 after Ctrl-C)."""
-    p = argparse.ArgumentParser(prog="python -m a2065.live", description=__doc__.split("\n")[0])
+    """``python -m a2065.runners.live``: the same as ``a2065 bridge`` (exit 0 after Ctrl-C)."""
+    p = argparse.ArgumentParser(prog="python -m a2065.runners.live", description=__doc__.split("\n")[0])
     p.add_argument("--iface", required=True)
     p.add_argument("--backend", choices=("afpacket", "pcap", "tap"), default="afpacket")
     p.add_argument("--timing", choices=("wire", "fast"), default="wire")
