@@ -27,7 +27,7 @@ from .csr import (
     CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
 from .dma import GenericDma, RamDma
-from .filter import BROADCAST
+from .filter import address_filter
 from .layouts import decode_init
 from .timing import FCS_LEN, IFG_NS, MAX_FRAME, MIN_FRAME, SLOT_NS, TX_POLL_NS, wire_ns
 
@@ -160,6 +160,7 @@ class Am7990:
         self._tlen = 1
         self._rx_idx = 0
         self._tx_idx = 0
+        self._accepts = address_filter(self._padr, 0, False)  # rebuilt with PADR/LADRF/MODE
         # events (absolute ns or None)
         self._tx_poll_at = None  # periodic idle poll
         self._tx_gap_at = None  # poll after a frame + inter-frame gap (wire)
@@ -332,6 +333,7 @@ class Am7990:
         self._rlen = ib["rlen"]
         self._tdra = ib["tdra"]
         self._tlen = ib["tlen"]
+        self._accepts = address_filter(self._padr, self._ladrf, self._mode & _M_PROM)
         self._rx_idx = 0  # rings rewound (ref: M, TME)
         self._tx_idx = 0
         self._csr0 = (self._csr0 & ~(_STOP | _RXON | _TXON | _TDMD)) | _INIT | _IDON
@@ -601,15 +603,6 @@ class Am7990:
         self._tx_gap_at = self.now + IFG_NS if self._csr0 & _TXON else None
 
     # ------------------------------------------------------------------ receive
-    def _accepts(self, dst) -> bool:
-        if self._mode & _M_PROM:
-            return True
-        if not dst[0] & 1:
-            return dst == self._padr
-        if dst == BROADCAST:
-            return True
-        return bool((self._ladrf >> (63 - (zlib.crc32(dst) >> 26))) & 1)
-
     def receive(self, frame, *, has_fcs: bool = False) -> RxStatus:
         """Offer one frame from the wire at ``now``. ``has_fcs``: the last 4 bytes are its FCS
         (checked: RMD1.CRC on mismatch); otherwise it is padded to 60 and an FCS appended."""
@@ -622,18 +615,9 @@ class Am7990:
             return self._receive(frame, has_fcs, n)
         # Hot path: fast timing, host frame (the chip adds the FCS), no padding, receiver on,
         # no loopback, BSWP=1, RamDma over a power-of-two RAM. Same effect as _receive.
-        dst = frame[:6]
-        mode = self._mode
-        if not mode & _M_PROM:
-            if not dst[0] & 1:
-                ok = dst == self._padr
-            elif dst == BROADCAST:
-                ok = True
-            else:
-                ok = (self._ladrf >> (63 - (zlib.crc32(dst) >> 26))) & 1
-            if not ok:
-                c.rx_filtered += 1
-                return _FILTERED
+        if not self._accepts(frame[:6]):
+            c.rx_filtered += 1
+            return _FILTERED
         rmask = self._ram_mask
         idx = self._rx_idx
         a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
@@ -917,6 +901,7 @@ class Am7990:
         self._mode = int(d["mode"]) & 0xFFFF
         self._padr = bytes(d["padr"])[:6].ljust(6, b"\0")
         self._ladrf = int(d["ladrf"]) & 0xFFFFFFFFFFFFFFFF
+        self._accepts = address_filter(self._padr, self._ladrf, self._mode & _M_PROM)
         self._rdra = int(d["rdra"]) & 0xFFFFF8
         self._rlen = _pow2_ring(int(d["rlen"]))
         self._tdra = int(d["tdra"]) & 0xFFFFF8

@@ -8,6 +8,9 @@ Hash: CRC-32 (reflected poly 0xEDB88320, init 0xFFFFFFFF, *no* final inversion) 
 destination bytes; h = crc >> 26 (0..63); accepted if LADRF bit h is set, i.e. bit (h & 15) of
 init-block word 4 + (h >> 4). zlib.crc32 is that CRC with the final inversion, so
 h = (~zlib.crc32(dst) & 0xFFFFFFFF) >> 26 == 63 - (zlib.crc32(dst) >> 26).
+
+``address_filter(padr, ladrf, prom)`` is the one implementation: the chip builds it again
+whenever PADR, LADRF or MODE change (INIT, restore) and calls it for every frame it receives.
 """
 import zlib
 
@@ -32,15 +35,34 @@ def ladrf_words(ladrf: int) -> tuple:
     return tuple((ladrf >> (16 * i)) & 0xFFFF for i in range(4))
 
 
-def accepts(dst: bytes, padr: bytes, ladrf: int, prom: bool) -> bool:
-    """True if the receiver takes a frame whose destination address is ``dst``."""
-    dst = bytes(dst[:6])
+def _accept_all(dst) -> bool:
+    return True
+
+
+def address_filter(padr: bytes, ladrf: int, prom: bool):
+    """The receiver's filter for one PADR/LADRF/PROM setting: a function ``accepts(dst)`` that
+    is True if a frame whose destination address is ``dst`` (exactly 6 bytes, any bytes-like)
+    is taken. Callers with a shorter destination refuse it themselves (``accepts`` below)."""
     if prom:
-        return True
+        return _accept_all
+    padr = bytes(padr)
+    ladrf = int(ladrf)
+    crc32 = zlib.crc32
+
+    def accepts(dst) -> bool:
+        if not dst[0] & 1:
+            return dst == padr
+        if dst == BROADCAST:
+            return True
+        return (ladrf >> (63 - (crc32(dst) >> 26))) & 1 == 1
+
+    return accepts
+
+
+def accepts(dst: bytes, padr: bytes, ladrf: int, prom: bool) -> bool:
+    """True if the receiver with this PADR/LADRF/PROM takes a frame whose destination is ``dst``
+    (a destination shorter than 6 bytes only in PROM)."""
+    dst = bytes(dst[:6])
     if len(dst) < 6:
-        return False
-    if not dst[0] & 1:
-        return dst == padr
-    if dst == BROADCAST:
-        return True
-    return bool((ladrf >> ladrf_hash(dst)) & 1)
+        return bool(prom)
+    return address_filter(padr, ladrf, prom)(dst)

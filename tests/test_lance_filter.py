@@ -105,3 +105,36 @@ def test_chip_with_all_ones_ladrf_accepts_every_multicast():
     for i in range(20):
         assert r.chip.receive(frame(dst=bytes([1, 2, 3, 4, 5, i]))) is not RxStatus.FILTERED
         r.give_back_rx(r.chip.rx_ring[2] - 1 & 3)
+
+
+addresses = st.one_of(
+    st.just(MAC), st.just(BROADCAST), st.binary(min_size=6, max_size=6),
+    st.binary(min_size=5, max_size=5).map(lambda b: b"\x01" + b),  # group addresses
+)
+
+
+@given(dst=addresses, ladrf=st.integers(0, 2**64 - 1), prom=st.booleans(), bswp=st.booleans(),
+       timing=st.sampled_from(["fast", "wire"]))
+def test_the_chip_takes_exactly_the_frames_the_filter_function_accepts(dst, ladrf, prom, bswp,
+                                                                      timing):
+    r = Rig(ladrf=ladrf, mode=MODE.PROM if prom else 0, bswp=bswp, timing=timing)
+    r.init()
+    st_ = r.chip.receive(frame(dst=dst, length=100))
+    assert (st_ is not RxStatus.FILTERED) == accepts(dst, MAC, ladrf, prom)
+
+
+def test_a_restored_chip_filters_with_the_restored_padr_and_ladrf():
+    g = bytes.fromhex("01005e0000fb")
+    r = Rig(padr=bytes.fromhex("020000000042"), ladrf=1 << ladrf_hash(g))
+    r.init()
+    fresh = Rig()
+    fresh.init()
+    fresh.chip.restore(r.chip.snapshot())
+    assert fresh.chip.receive(frame(dst=g)) is RxStatus.ACCEPTED
+    assert fresh.chip.receive(frame(dst=bytes.fromhex("020000000042"))) is RxStatus.ACCEPTED
+    assert fresh.chip.receive(frame(dst=MAC)) is RxStatus.FILTERED
+
+
+def test_a_destination_shorter_than_six_bytes_is_taken_only_in_prom():
+    assert not accepts(b"\x01\x02", MAC, 2**64 - 1, False)
+    assert accepts(b"\x01\x02", MAC, 0, True)
