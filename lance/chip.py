@@ -28,7 +28,7 @@ from .csr import (
 )
 from .dma import GenericDma, RamDma
 from .filter import address_filter
-from .layouts import decode_init
+from .layouts import DESC, decode_init
 from .timing import FCS_LEN, IFG_NS, MAX_FRAME, MIN_FRAME, SLOT_NS, TX_POLL_NS, wire_ns
 
 log_rx = logging.getLogger("a2065.lance.rx")
@@ -51,8 +51,8 @@ _IDON, _TINT, _RINT, _MERR, _MISS, _CERR, _BABL = 0x0100, 0x0200, 0x0400, 0x0800
 _W1C = int(CSR0_W1C)
 _ERRS = int(CSR0_ERR_SOURCES)
 _INTRS = int(CSR0_INTR_SOURCES)
-_OWN, _ERR = 0x8000, 0x4000
-_STP, _ENP = 0x0200, 0x0100
+_OWN, _ERR = int(RMD1.OWN), int(RMD1.ERR)  # the same bits in TMD1
+_STP, _ENP = int(RMD1.STP), int(RMD1.ENP)
 _R_BUFF, _R_CRC = int(RMD1.BUFF), int(RMD1.CRC)
 _T_STATUS = int(TMD1.ERR | TMD1.MORE | TMD1.ONE | TMD1.DEF)  # cleared by the chip in TMD1
 _BSWP = int(CSR3.BSWP)
@@ -126,7 +126,7 @@ class Counters:
 _RX_OFF = RxStatus.RX_OFF
 _ACCEPTED = RxStatus.ACCEPTED
 _FILTERED = RxStatus.FILTERED
-_DESC_UNPACK = struct.Struct(">4H").unpack_from
+_DESC_UNPACK = DESC.unpack_from
 _WORD_PACK = struct.Struct(">H").pack_into
 
 

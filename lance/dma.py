@@ -7,8 +7,9 @@ access wraps modulo the RAM size. Words are big-endian (the 68k bus, MSB on D15-
 import struct
 from typing import Protocol, runtime_checkable
 
+from .layouts import DESC as _D
+
 _W = struct.Struct(">H")
-_D = struct.Struct(">4H")
 
 
 @runtime_checkable

@@ -2,9 +2,13 @@
 
 Two codecs for the same bytes:
 - ``construct`` layouts (cold path, documentation, snapshot tooling): ``INIT_BLOCK``, ``RMD``, ``TMD``.
-- precompiled ``struct.Struct`` codecs for the hot path: ``DESC`` (4 big-endian words) and
-  ``INIT_WORDS`` (12 big-endian words), plus ``decode_*`` helpers returning the same field
-  names as the construct layouts. tests/test_lance_layouts.py proves they agree.
+- precompiled ``struct.Struct`` codecs for the hot path: ``DESC`` (4 big-endian words; the chip,
+  its DMA port and ``a2065 inspect`` read descriptors through it) and ``INIT_WORDS`` (12
+  big-endian words), plus ``decode_*`` helpers returning the same field names as the construct
+  layouts. tests/test_lance_layouts.py proves they agree.
+
+The descriptor status bits are defined once, as the ``RMD1``/``TMD1``/``TMD3`` IntFlags of
+lance/csr.py; both codecs take their field names (lower case) and positions from them.
 
 All words are big-endian as the 68k stores them; BSWP never applies to them (ref: L-7990, M).
 PADR is little-endian *within* each word: MAC byte 0 is the low byte of word 1 (IB+3 in RAM).
@@ -12,6 +16,8 @@ PADR is little-endian *within* each word: MAC byte 0 is the low byte of word 1 (
 import struct
 
 from construct import Array, BitsInteger, BitStruct, Flag, Int16ub, Struct
+
+from .csr import BCNT_MASK, HADR_MASK, MCNT_MASK, RMD1, TDR_MASK, TMD1, TMD3
 
 DESC = struct.Struct(">4H")
 INIT_WORDS = struct.Struct(">12H")
@@ -31,14 +37,31 @@ INIT_BLOCK = Struct(
     "tlen" / _RING,
 )
 
+
+def _status_fields(flags) -> tuple:
+    """(name, bit) of every single-bit member of a descriptor-word IntFlag, most significant
+    first: the one definition of the bits (lance/csr.py) drives both codecs below."""
+    members = [m for m in flags.__members__.values() if m.value and not m.value & (m.value - 1)]
+    return tuple((m.name.lower(), int(m.value)) for m in sorted(members, key=lambda m: -m.value))
+
+
+_RMD1_FIELDS = _status_fields(RMD1)  # own err fram oflo crc buff stp enp
+_TMD1_FIELDS = _status_fields(TMD1)  # own err res13 more one def stp enp
+_TMD3_FIELDS = _status_fields(TMD3)  # buff uflo res13 lcol lcar rtry
+
+
+def _bits(fields, low_name: str, low_width: int) -> BitStruct:
+    """A 16-bit word: the flags from bit 15 down, then a ``low_width``-bit field."""
+    if [bit for _, bit in fields] != [0x8000 >> i for i in range(len(fields))] \
+            or len(fields) + low_width != 16:
+        raise AssertionError(f"flags {fields} do not fill bits 15:{low_width}")
+    return BitStruct(*[name / Flag for name, _ in fields], low_name / BitsInteger(low_width))
+
+
 #: Receive descriptor (RMD0-3).
 RMD = Struct(
     "ladr" / Int16ub,
-    "rmd1" / BitStruct(
-        "own" / Flag, "err" / Flag, "fram" / Flag, "oflo" / Flag,
-        "crc" / Flag, "buff" / Flag, "stp" / Flag, "enp" / Flag,
-        "hadr" / BitsInteger(8),
-    ),
+    "rmd1" / _bits(_RMD1_FIELDS, "hadr", 8),
     "rmd2" / BitStruct("ones" / BitsInteger(4), "bcnt" / BitsInteger(12)),
     "rmd3" / BitStruct("reserved" / BitsInteger(4), "mcnt" / BitsInteger(12)),
 )
@@ -46,17 +69,21 @@ RMD = Struct(
 #: Transmit descriptor (TMD0-3).
 TMD = Struct(
     "ladr" / Int16ub,
-    "tmd1" / BitStruct(
-        "own" / Flag, "err" / Flag, "res13" / Flag, "more" / Flag,
-        "one" / Flag, "deff" / Flag, "stp" / Flag, "enp" / Flag,
-        "hadr" / BitsInteger(8),
-    ),
+    "tmd1" / _bits(_TMD1_FIELDS, "hadr", 8),
     "tmd2" / BitStruct("ones" / BitsInteger(4), "bcnt" / BitsInteger(12)),
-    "tmd3" / BitStruct(
-        "buff" / Flag, "uflo" / Flag, "res13" / Flag, "lcol" / Flag,
-        "lcar" / Flag, "rtry" / Flag, "tdr" / BitsInteger(10),
-    ),
+    "tmd3" / _bits(_TMD3_FIELDS, "tdr", 10),
 )
+
+
+def _word(w: int, fields, low_name: str, low_mask: int) -> dict:
+    d = {name: bool(w & bit) for name, bit in fields}
+    d[low_name] = w & low_mask
+    return d
+
+
+def buffer_address(w0: int, w1: int) -> int:
+    """The 24-bit buffer address of a descriptor: HADR (word 1 bits 7:0) and LADR (word 0)."""
+    return ((w1 & HADR_MASK) << 16) | w0
 
 
 def buffer_length(bcnt_word: int) -> int:
@@ -100,38 +127,35 @@ def encode_init(*, mode=0, padr=b"\0" * 6, ladrf=0, rdra=0, rlen=1, tdra=0, tlen
     )
 
 
-def decode_rmd(data) -> dict:
+def decode_rmd(data, offset: int = 0) -> dict:
     """Decode an 8-byte receive descriptor with the struct codec (construct field names)."""
-    w0, w1, w2, w3 = DESC.unpack_from(data, 0)
+    w0, w1, w2, w3 = DESC.unpack_from(data, offset)
     return {
         "ladr": w0,
-        "rmd1": {
-            "own": bool(w1 & 0x8000), "err": bool(w1 & 0x4000), "fram": bool(w1 & 0x2000),
-            "oflo": bool(w1 & 0x1000), "crc": bool(w1 & 0x0800), "buff": bool(w1 & 0x0400),
-            "stp": bool(w1 & 0x0200), "enp": bool(w1 & 0x0100), "hadr": w1 & 0xFF,
-        },
-        "rmd2": {"ones": w2 >> 12, "bcnt": w2 & 0xFFF},
-        "rmd3": {"reserved": w3 >> 12, "mcnt": w3 & 0xFFF},
+        "rmd1": _word(w1, _RMD1_FIELDS, "hadr", HADR_MASK),
+        "rmd2": {"ones": w2 >> 12, "bcnt": w2 & BCNT_MASK},
+        "rmd3": {"reserved": w3 >> 12, "mcnt": w3 & MCNT_MASK},
     }
 
 
-def decode_tmd(data) -> dict:
+def decode_tmd(data, offset: int = 0) -> dict:
     """Decode an 8-byte transmit descriptor with the struct codec (construct field names)."""
-    w0, w1, w2, w3 = DESC.unpack_from(data, 0)
+    w0, w1, w2, w3 = DESC.unpack_from(data, offset)
     return {
         "ladr": w0,
-        "tmd1": {
-            "own": bool(w1 & 0x8000), "err": bool(w1 & 0x4000), "res13": bool(w1 & 0x2000),
-            "more": bool(w1 & 0x1000), "one": bool(w1 & 0x0800), "deff": bool(w1 & 0x0400),
-            "stp": bool(w1 & 0x0200), "enp": bool(w1 & 0x0100), "hadr": w1 & 0xFF,
-        },
-        "tmd2": {"ones": w2 >> 12, "bcnt": w2 & 0xFFF},
-        "tmd3": {
-            "buff": bool(w3 & 0x8000), "uflo": bool(w3 & 0x4000), "res13": bool(w3 & 0x2000),
-            "lcol": bool(w3 & 0x1000), "lcar": bool(w3 & 0x0800), "rtry": bool(w3 & 0x0400),
-            "tdr": w3 & 0x3FF,
-        },
+        "tmd1": _word(w1, _TMD1_FIELDS, "hadr", HADR_MASK),
+        "tmd2": {"ones": w2 >> 12, "bcnt": w2 & BCNT_MASK},
+        "tmd3": _word(w3, _TMD3_FIELDS, "tdr", TDR_MASK),
     }
+
+
+def descriptor_summary(data, offset: int = 0) -> dict:
+    """What a reader of a ring wants from the descriptor at ``data[offset:offset + 8]`` (RX or
+    TX): buffer address, OWN, the status byte (word 1 bits 15:8), buffer length and word 3
+    (RMD3 MCNT or TMD3). Big-endian words whatever CSR3.BSWP says."""
+    w0, w1, w2, w3 = DESC.unpack_from(data, offset)
+    return {"addr": buffer_address(w0, w1), "own": bool(w1 & RMD1.OWN), "status": w1 >> 8,
+            "length": buffer_length(w2), "word3": w3}
 
 
 def encode_desc(w0: int, w1: int, w2: int, w3: int) -> bytes:

@@ -3,7 +3,7 @@ from hypothesis import given, strategies as st
 
 from lance.layouts import (
     INIT_BLOCK, RMD, TMD, bcnt_word, buffer_length, decode_init, decode_rmd, decode_tmd,
-    encode_init,
+    descriptor_summary, encode_init,
 )
 
 
@@ -67,3 +67,18 @@ def test_bcnt_zero_decodes_as_4096():
 @given(st.integers(1, 4096))
 def test_bcnt_round_trips_for_every_length(n):
     assert buffer_length(bcnt_word(n)) == n
+
+
+@given(st.binary(min_size=8, max_size=8))
+def test_the_ring_summary_reads_the_same_fields_as_the_descriptor_layouts(b):
+    c = RMD.parse(b)
+    d = descriptor_summary(b)
+    assert d["addr"] == (c.rmd1.hadr << 16) | c.ladr
+    assert d["own"] == c.rmd1.own == TMD.parse(b).tmd1.own
+    assert d["length"] == buffer_length(b[4] << 8 | b[5])
+    assert d["word3"] == int.from_bytes(b[6:8], "big") and d["status"] == b[2]
+
+
+def test_descriptor_words_are_big_endian_an_owned_rmd_reads_as_owned():
+    d = descriptor_summary(bytes.fromhex("80b8 8000 f9f8 0000"))
+    assert d == {"addr": 0x0080B8, "own": True, "status": 0x80, "length": 1544, "word3": 0}

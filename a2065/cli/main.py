@@ -370,21 +370,21 @@ def cmd_replay(args) -> int:
 
 
 def _inspect_doc(state: dict) -> dict:
+    from lance.layouts import DESC_SIZE, descriptor_summary
     chip = state.get("chip", {})
     ram = state.get("ram", b"")
-    csr3 = chip.get("csr3", 0)
-    fmt = ">HHHH" if csr3 & 4 else "<HHHH"  # BSWP: descriptors in 68k (big-endian) order
 
     def ring(base, n, idx, kind):
+        # Descriptors are big-endian words whatever CSR3.BSWP says (BSWP swaps frame bytes only).
         out = []
         for i in range(min(int(n or 0), 128)):  # bounded: a ring holds at most 128 entries
-            off = (int(base) + 8 * i) & 0x7FFF
-            if len(ram) < off + 8:
+            off = (int(base) + DESC_SIZE * i) & 0x7FFF
+            if len(ram) < off + DESC_SIZE:
                 break
-            w0, w1, w2, w3 = struct.unpack_from(fmt, ram, off)
-            out.append({"index": i, "current": i == idx, "addr": ((w1 & 0xFF) << 16) | w0,
-                        "own": "chip" if w1 & 0x8000 else "host", "flags": f"{w1 >> 8:#04x}",
-                        "bcnt": (-w2) & 0xFFF or 4096, "mcnt_or_tmd3": w3})
+            d = descriptor_summary(ram, off)
+            out.append({"index": i, "current": i == idx, "addr": d["addr"],
+                        "own": "chip" if d["own"] else "host", "flags": f"{d['status']:#04x}",
+                        "bcnt": d["length"], "mcnt_or_tmd3": d["word3"]})
         return out
     return {
         "format": state.get("format"),
