@@ -2,9 +2,9 @@
 from .chip import Am7990, Counters, RxStatus
 from .csr import CSR0, CSR3, MODE, RMD1, TMD1, TMD3
 from .dma import DmaPort, RamDma
-from .timing import ns_from_cycles, wire_ns
+from .timing import cycles_to_ns_floor, frame_wire_ns, ns_to_cycles_ceil
 
 __all__ = [
     "Am7990", "Counters", "RxStatus", "CSR0", "CSR3", "MODE", "RMD1", "TMD1", "TMD3",
-    "DmaPort", "RamDma", "ns_from_cycles", "wire_ns",
+    "DmaPort", "RamDma", "cycles_to_ns_floor", "ns_to_cycles_ceil", "frame_wire_ns",
 ]

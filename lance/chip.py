@@ -29,7 +29,10 @@ from .csr import (
 from .dma import GenericDma, RamDma
 from .filter import address_filter
 from .layouts import DESC, decode_init
-from .timing import FCS_LEN, IFG_NS, MAX_FRAME, MIN_FRAME, SLOT_NS, TX_POLL_NS, wire_ns
+from .timing import (
+    FCS_LEN, IFG_NS, MAX_FRAME_WITH_FCS, MAX_FRAME_WITHOUT_FCS, MIN_FRAME_WITH_FCS,
+    MIN_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS, frame_wire_ns,
+)
 
 log_rx = logging.getLogger("a2065.lance.rx")
 log_tx = logging.getLogger("a2065.lance.tx")
@@ -41,8 +44,6 @@ SNAPSHOT_VERSION = 1
 _CRC_RESIDUE = 0x2144DF1C
 #: Bound on bytes gathered for one transmitted frame: the A2065 RAM size (more only aliases).
 MAX_GATHER = 32768
-#: Frames from the host without FCS are padded to this length (ref: reference §5, W pads not).
-MIN_DATA = MIN_FRAME - FCS_LEN  # 60
 
 # Plain-int copies of the flags for the hot paths.
 _INIT, _STRT, _STOP, _TDMD = 0x0001, 0x0002, 0x0004, 0x0008
@@ -555,7 +556,7 @@ class Am7990:
             # (ref: DS90 p.24; M reports RTRY at once).
             rtry = 1 if mode & _M_DRTY else 16
         self._tx_idx = (j + 1) & mask
-        dur = rtry * SLOT_NS if rtry else wire_ns(len(frame))  # RTRY duration unverified
+        dur = rtry * SLOT_NS if rtry else frame_wire_ns(len(frame))  # RTRY duration unverified
         return {"at": self.now + dur, "frame": frame, "descs": descs, "rtry": rtry}
 
     def _tx_finish(self, job, t: int) -> None:
@@ -578,7 +579,7 @@ class Am7990:
                     tmd3 = int(TMD3.LCAR)  # link down: carrier lost, frame still "sent"
                     c.tx_lcar += 1
             c.tx_bytes += len(frame)
-            if len(frame) > MAX_FRAME:
+            if len(frame) > MAX_FRAME_WITH_FCS:
                 # BABL: more than 1518 bytes incl. FCS on the wire (ref: PCnet "1519 or more";
                 # M counts before FCS). The frame is still sent.
                 self._csr0 |= _BABL
@@ -610,7 +611,7 @@ class Am7990:
         c.rx_offered += 1
         ram = self._ram
         n = len(frame)
-        if (has_fcs or ram is None or self._wire or n < MIN_DATA or n > MAX_FRAME - FCS_LEN
+        if (has_fcs or ram is None or self._wire or n < MIN_FRAME_WITHOUT_FCS or n > MAX_FRAME_WITHOUT_FCS
                 or self._csr0 & _RXON == 0 or self._mode & _M_LOOP or not self._csr3 & _BSWP):
             return self._receive(frame, has_fcs, n)
         # Hot path: fast timing, host frame (the chip adds the FCS), no padding, receiver on,
@@ -653,28 +654,28 @@ class Am7990:
             c.rx_dropped_loopback += 1  # internal loopback: no external reception (ref: DS90)
             return _RX_OFF
         if has_fcs:
-            if n > MAX_FRAME:
+            if n > MAX_FRAME_WITH_FCS:
                 c.rx_dropped_too_long += 1
                 return RxStatus.TOO_LONG
-            if n < MIN_FRAME:
+            if n < MIN_FRAME_WITH_FCS:
                 c.rx_dropped_runt += 1  # ref: M discards runts; unverified in the datasheet
                 return RxStatus.RUNT
-        elif n > MAX_FRAME - FCS_LEN:
+        elif n > MAX_FRAME_WITHOUT_FCS:
             c.rx_dropped_too_long += 1
             return RxStatus.TOO_LONG
         wire = self._wire
         if wire and (self._rx_flight is not None or self.now < self._rx_idle_at):
             c.rx_dropped_busy += 1
             return RxStatus.BUSY
-        if not has_fcs and n < MIN_DATA:
-            frame = bytes(frame) + bytes(MIN_DATA - n)
-            n = MIN_DATA
+        if not has_fcs and n < MIN_FRAME_WITHOUT_FCS:
+            frame = bytes(frame) + bytes(MIN_FRAME_WITHOUT_FCS - n)
+            n = MIN_FRAME_WITHOUT_FCS
         dst = bytes(frame[:6])
         if not self._accepts(dst):
             c.rx_filtered += 1
             if wire:
                 # the frame still occupies the wire
-                self._rx_idle_at = self.now + wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
+                self._rx_idle_at = self.now + frame_wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
             return _FILTERED
         if has_fcs:
             data = bytes(frame)
@@ -685,7 +686,7 @@ class Am7990:
             fcs = zlib.crc32(frame).to_bytes(4, "little")
             crc_bad = False
         if wire:
-            at = self.now + wire_ns(n + len(fcs))
+            at = self.now + frame_wire_ns(n + len(fcs))
             self._rx_flight = {"at": at, "frame": bytes(data) + fcs, "crc_bad": crc_bad}
             self._rx_idle_at = at + IFG_NS
             c.rx_in_flight += 1
@@ -822,7 +823,7 @@ class Am7990:
             return False
         if self._wire and (self._rx_flight is not None or self.now < self._rx_idle_at):
             return False
-        need = max(int(length), MIN_DATA) + FCS_LEN
+        need = max(int(length), MIN_FRAME_WITHOUT_FCS) + FCS_LEN
         mask = self._rlen - 1
         j = self._rx_idx
         for _ in range(self._rlen):

@@ -4,7 +4,7 @@ import logging
 import pytest
 
 from pcap_backend import Backend, Null, Packet, VirtualCable
-from pcap_backend.backends.cable import wire_ns
+from pcap_backend.backends.cable import serialisation_ns_ceil
 
 FRAME = bytes(range(64))
 
@@ -33,14 +33,14 @@ def test_a_frame_arrives_after_serialisation_at_ten_megabits_plus_delay():
     a, b = VirtualCable.pair(bit_rate=10_000_000, delay_ns=5_000)
     assert a.send(FRAME, 1_000)
     # 8 preamble + 64 + 4 FCS = 76 bytes = 608 bits = 60.8 us at 10 Mb/s
-    assert wire_ns(64, 10_000_000) == 60_800
+    assert serialisation_ns_ceil(64, 10_000_000) == 60_800
     assert b.poll(1_000 + 60_800 + 5_000 - 1) == []
     pkts = b.poll(1_000 + 60_800 + 5_000)
     assert pkts == [Packet(66_800, FRAME, None)]
 
 
 def test_short_frames_are_timed_as_padded_to_the_ethernet_minimum():
-    assert wire_ns(14, 10_000_000) == wire_ns(60, 10_000_000) == (8 + 60 + 4) * 8 * 100
+    assert serialisation_ns_ceil(14, 10_000_000) == serialisation_ns_ceil(60, 10_000_000) == (8 + 60 + 4) * 8 * 100
 
 
 def test_back_to_back_frames_are_spaced_by_serialisation_and_the_interframe_gap():

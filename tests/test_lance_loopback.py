@@ -1,7 +1,7 @@
 """Loopback: internal/external, DTCR, COLL/DRTY (ref: reference §7)."""
 from lance import CSR0, MODE, RMD1, TMD1, TMD3, RxStatus
 from lance.testing import MAC, Rig, fcs, frame, running
-from lance.timing import SLOT_NS, wire_ns
+from lance.timing import SLOT_NS, frame_wire_ns
 
 INTERNAL = MODE.LOOP | MODE.INTL
 
@@ -96,9 +96,9 @@ def test_coll_takes_16_attempts_and_drty_one_in_wire_timing():
 def test_loopback_frame_arrives_when_the_transmission_ends_in_wire_timing():
     r = running(mode=INTERNAL, timing="wire")
     r.queue_tx(0, frame(dst=MAC, length=30), tdmd=True)
-    r.chip.advance_to(wire_ns(34) - 1)
+    r.chip.advance_to(frame_wire_ns(34) - 1)
     assert r.rmd(0)[1] & RMD1.OWN
-    r.chip.advance_to(wire_ns(34))
+    r.chip.advance_to(frame_wire_ns(34))
     assert r.rmd(0)[3] == 34
 
 

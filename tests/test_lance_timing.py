@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from lance import CSR0, RMD1, TMD1, RxStatus
 from lance.testing import Rig, frame
 from lance.timing import (
-    IFG_NS, TX_POLL_NS, cycles_from_ns, frame_period_ns, ns_from_cycles, wire_ns,
+    IFG_NS, TX_POLL_NS, cycles_to_ns_floor, frame_period_ns, frame_wire_ns, ns_to_cycles_floor,
 )
 
 
@@ -25,21 +25,21 @@ def test_64_byte_frames_are_spaced_67_2_us():
 
 
 def test_ns_from_cycles_is_exact_integer_math():
-    assert ns_from_cycles(7_093_790, 7_093_790) == 1_000_000_000
-    assert ns_from_cycles(10**15, 7_093_790) == 10**15 * 10**9 // 7_093_790
-    assert isinstance(ns_from_cycles(3, 7), int)
+    assert cycles_to_ns_floor(7_093_790, 7_093_790) == 1_000_000_000
+    assert cycles_to_ns_floor(10**15, 7_093_790) == 10**15 * 10**9 // 7_093_790
+    assert isinstance(cycles_to_ns_floor(3, 7), int)
 
 
 @given(st.integers(0, 10**12), st.integers(1, 10**9))
 def test_cycles_and_ns_round_trip_never_overshoot(cycles, hz):
-    assert cycles_from_ns(ns_from_cycles(cycles, hz), hz) <= cycles
+    assert ns_to_cycles_floor(cycles_to_ns_floor(cycles, hz), hz) <= cycles
 
 
 def test_received_frame_is_stored_when_its_last_bit_arrives():
     r = wire()
     f = frame(length=1514)
     assert r.chip.receive(f) is RxStatus.ACCEPTED
-    done = wire_ns(1518)
+    done = frame_wire_ns(1518)
     assert r.chip.next_deadline() == done
     r.chip.advance_to(done - 1)
     assert r.rmd(0)[1] & RMD1.OWN and not r.csr0 & CSR0.RINT
@@ -79,7 +79,7 @@ def test_miss_is_decided_when_the_frame_completes():
     r.init(rx_own=False)
     assert r.chip.receive(frame()) is RxStatus.ACCEPTED
     r.set_rmd(0, own=True)  # the driver returns a buffer while the frame is on the wire
-    r.chip.advance_to(wire_ns(64))
+    r.chip.advance_to(frame_wire_ns(64))
     assert r.rmd(0)[3] == 64 and not r.csr0 & CSR0.MISS
 
 
@@ -89,10 +89,10 @@ def test_tdmd_polls_at_once_and_the_frame_completes_after_its_wire_time():
     r.queue_tx(0, f, tdmd=True)
     assert not r.csr0 & CSR0.TDMD
     assert r.tmd(0)[1] & TMD1.OWN and r.sent == []
-    assert r.chip.next_deadline() == wire_ns(1518)
-    r.chip.advance_to(wire_ns(1518))
+    assert r.chip.next_deadline() == frame_wire_ns(1518)
+    r.chip.advance_to(frame_wire_ns(1518))
     assert not r.tmd(0)[1] & TMD1.OWN and r.csr0 & CSR0.TINT
-    assert r.sent == [(f + zlib.crc32(f).to_bytes(4, "little"), wire_ns(1518))]
+    assert r.sent == [(f + zlib.crc32(f).to_bytes(4, "little"), frame_wire_ns(1518))]
 
 
 def test_back_to_back_transmit_keeps_the_inter_frame_gap():
@@ -101,7 +101,7 @@ def test_back_to_back_transmit_keeps_the_inter_frame_gap():
     r.queue_tx(1, frame(length=60), tdmd=True)
     r.chip.advance_to(10 * 67_200)
     t = [s[1] for s in r.sent]
-    assert t == [wire_ns(64), wire_ns(64) + IFG_NS + wire_ns(64)]
+    assert t == [frame_wire_ns(64), frame_wire_ns(64) + IFG_NS + frame_wire_ns(64)]
 
 
 def test_tdmd_during_a_transmission_is_served_after_the_gap():
@@ -109,9 +109,9 @@ def test_tdmd_during_a_transmission_is_served_after_the_gap():
     r.queue_tx(0, frame(length=60), tdmd=True)
     r.chip.advance_to(1000)
     r.queue_tx(1, frame(length=60), tdmd=True)
-    r.chip.advance_to(wire_ns(64) + IFG_NS)
+    r.chip.advance_to(frame_wire_ns(64) + IFG_NS)
     assert len(r.sent) == 1
-    r.chip.advance_to(wire_ns(64) + IFG_NS + wire_ns(64))
+    r.chip.advance_to(frame_wire_ns(64) + IFG_NS + frame_wire_ns(64))
     assert len(r.sent) == 2
 
 
@@ -120,7 +120,7 @@ def test_the_1_6_ms_poll_is_a_deadline_in_wire_timing_too():
     assert r.chip.next_deadline() == TX_POLL_NS
     r.queue_tx(0, frame(length=60))
     r.chip.advance_to(TX_POLL_NS)
-    assert r.chip.next_deadline() == TX_POLL_NS + wire_ns(64)
+    assert r.chip.next_deadline() == TX_POLL_NS + frame_wire_ns(64)
 
 
 def test_advance_to_an_earlier_time_is_ignored():
@@ -137,7 +137,7 @@ def test_events_run_in_time_order_within_one_advance():
     r.chip.receive(frame(length=1514))  # RX done at 1.2144 ms
     r.queue_tx(0, frame(length=60), tdmd=True)  # TX done at 57.6 us
     r.chip.advance_to(2 * TX_POLL_NS)
-    assert order[0] == (wire_ns(64), "0x200")
+    assert order[0] == (frame_wire_ns(64), "0x200")
     assert r.rmd(0)[3] == 1518
 
 
@@ -162,7 +162,7 @@ def test_in_flight_frames_count_in_the_balance():
 def test_a_csr0_read_after_advance_shows_completed_events():
     r = wire()
     r.chip.receive(frame())
-    r.chip.advance_to(wire_ns(64))
+    r.chip.advance_to(frame_wire_ns(64))
     r.chip.write_rap(0)
     assert r.chip.read_rdp() & CSR0.RINT
 
@@ -172,7 +172,7 @@ def test_link_down_in_wire_timing_writes_lcar_at_completion():
     r.init()
     r.queue_tx(0, frame(length=60), tdmd=True)
     assert r.tmd(0)[3] == 0
-    r.chip.advance_to(wire_ns(64))
+    r.chip.advance_to(frame_wire_ns(64))
     assert r.tmd(0)[3] & 0x0800 and r.tmd(0)[1] & TMD1.ERR
 
 

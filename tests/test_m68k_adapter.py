@@ -14,7 +14,7 @@ if shutil.which("m68k-linux-gnu-gcc") is None:
     pytest.skip("m68k-linux-gnu-gcc not installed (apt-get install gcc-m68k-linux-gnu "
                 "binutils-m68k-linux-gnu)", allow_module_level=True)
 
-from a2065.adapters.machine68k import cycles_for_ns, ns_from_cycles  # noqa: E402
+from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil  # noqa: E402
 from a2065.drivers.m68k import ST_FAULT, ST_RUNNING  # noqa: E402
 from a2065.drivers.m68k.runner import run_scenario  # noqa: E402
 
@@ -66,16 +66,16 @@ def test_a_second_machine_in_one_process_is_refused():
 
 def test_cycle_time_conversion_is_integer_and_its_inverse_reaches_the_deadline():
     hz = 7_093_790
-    assert ns_from_cycles(7_093_790, hz) == 1_000_000_000
-    assert ns_from_cycles(1, hz) == 140                    # floor of 140.97
+    assert cycles_to_ns_floor(7_093_790, hz) == 1_000_000_000
+    assert cycles_to_ns_floor(1, hz) == 140                    # floor of 140.97
     for ns in (0, 1, 140, 141, 1_600_000, 123_456_789):
-        c = cycles_for_ns(ns, hz)
-        assert ns_from_cycles(c, hz) >= ns > ns_from_cycles(c - 1, hz) or ns == 0
+        c = ns_to_cycles_ceil(ns, hz)
+        assert cycles_to_ns_floor(c, hz) >= ns > cycles_to_ns_floor(c - 1, hz) or ns == 0
 
 
 def test_card_time_follows_cpu_cycles_exactly_after_a_run():
     r = run_scenario("driver", {"frames": [ARP_FOR_US.hex()], "settle_cycles": 123_457})
-    assert r["chip_now"] == r["now_ns"] == ns_from_cycles(r["cycles"], 7_093_790)
+    assert r["chip_now"] == r["now_ns"] == cycles_to_ns_floor(r["cycles"], 7_093_790)
 
 
 def test_idle_with_the_card_ends_slices_at_the_tx_poll_and_takes_no_interrupts():

@@ -33,20 +33,12 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
+from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil
+
 from ..autoconfig import CONFIG_WINDOW, E_EXPANSIONBASE, ZorroChain
 
 AUTOCONFIG_WINDOW = (E_EXPANSIONBASE, CONFIG_WINDOW)
 INT2 = 2
-
-
-def ns_from_cycles(cycles: int, hz: int) -> int:
-    """CPU cycles at ``hz`` -> ns, integer floor (same rule as ``lance.timing.ns_from_cycles``)."""
-    return int(cycles) * 1_000_000_000 // int(hz)
-
-
-def cycles_for_ns(ns: int, hz: int) -> int:
-    """The fewest cycles whose ``ns_from_cycles`` reaches ``ns`` (ceil of the inverse)."""
-    return -((-int(ns) * int(hz)) // 1_000_000_000)
 
 
 class GenericAdapter:
@@ -96,7 +88,7 @@ class GenericAdapter:
 
     # -- time --------------------------------------------------------------------------------
     def now_ns(self, cycles: int) -> int:
-        return self.t0 + ns_from_cycles(int(cycles) - self.c0, self.cpu_hz)
+        return self.t0 + cycles_to_ns_floor(int(cycles) - self.c0, self.cpu_hz)
 
     def catch_up(self, cycles: int) -> None:
         """Run every card's events due by CPU time ``cycles``."""
@@ -111,7 +103,7 @@ class GenericAdapter:
                                  if hasattr(b, "next_deadline")) if d is not None]
         if not deadlines:
             return None
-        return self.c0 + max(0, cycles_for_ns(min(deadlines) - self.t0, self.cpu_hz))
+        return self.c0 + max(0, ns_to_cycles_ceil(min(deadlines) - self.t0, self.cpu_hz))
 
     def slice_cycles(self, cycles: int, max_cycles: int) -> int:
         """How many cycles the CPU may run from ``cycles`` before a card event is due (>= 1)."""

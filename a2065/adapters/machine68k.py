@@ -43,6 +43,8 @@ import ctypes
 import logging
 from typing import Iterable, Optional
 
+from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil
+
 from ..autoconfig import E_EXPANSIONBASE, ZorroChain
 
 log = logging.getLogger("a2065.adapters.machine68k")
@@ -55,15 +57,6 @@ VEC_BUS_ERROR = 2
 LOG_MAX = 100_000
 
 _IN_USE = False
-
-
-def ns_from_cycles(cycles: int, hz: int) -> int:
-    return int(cycles) * 1_000_000_000 // int(hz)
-
-
-def cycles_for_ns(ns: int, hz: int) -> int:
-    """Fewest cycles whose ``ns_from_cycles`` reaches ``ns`` (ceil)."""
-    return -((-int(ns) * int(hz)) // 1_000_000_000)
 
 
 class BusError(RuntimeError):
@@ -159,7 +152,7 @@ class Machine68kHost:
         c = self.cycles
         if self._in_execute:
             c = self._slice_base + self._cycles_run()
-        return self.t0 + ns_from_cycles(c, self.cpu_hz)
+        return self.t0 + cycles_to_ns_floor(c, self.cpu_hz)
 
     def _next_deadline(self):
         best = None
@@ -172,7 +165,7 @@ class Machine68kHost:
         return best
 
     def _catch_up(self) -> None:
-        t = self.t0 + ns_from_cycles(self.cycles, self.cpu_hz)
+        t = self.t0 + cycles_to_ns_floor(self.cycles, self.cpu_hz)
         for b in self.chain.boards:
             if hasattr(b, "advance_to"):
                 b.advance_to(t)
@@ -188,9 +181,9 @@ class Machine68kHost:
             self._apply_irq()
             n = min(target - self.cycles, self.max_slice_cycles)
             dl = self._next_deadline()
-            self._slice_end_ns = self.t0 + ns_from_cycles(self.cycles + n, self.cpu_hz)
+            self._slice_end_ns = self.t0 + cycles_to_ns_floor(self.cycles + n, self.cpu_hz)
             if dl is not None:
-                to_dl = cycles_for_ns(dl - self.t0, self.cpu_hz) - self.cycles
+                to_dl = ns_to_cycles_ceil(dl - self.t0, self.cpu_hz) - self.cycles
                 if to_dl <= n:
                     n = max(1, to_dl)
                     self._slice_end_ns = dl     # the deadline is this slice's end
@@ -218,7 +211,7 @@ class Machine68kHost:
         return self.cycles - start
 
     def run_ns(self, ns: int) -> int:
-        return self.run(cycles_for_ns(int(ns), self.cpu_hz))
+        return self.run(ns_to_cycles_ceil(int(ns), self.cpu_hz))
 
     def run_until(self, predicate, *, max_cycles: int, step_cycles: int = 20_000) -> bool:
         """Run in steps until ``predicate()`` is true; False if ``max_cycles`` ran first."""

@@ -1,12 +1,12 @@
 """Backends: live pcap, AF_PACKET, TAP, pcapng replay/record, VirtualCable, Null."""
 from .afpacket import AfPacket
-from .cable import CableEnd, VirtualCable, wire_ns
+from .cable import CableEnd, VirtualCable, serialisation_ns_ceil
 from .null import Null
 from .pcap import Pcap
 from .pcapng_io import PcapngRecorder, PcapngReplay, iter_pcapng
 from .tap import Tap
 
-__all__ = ["AfPacket", "CableEnd", "VirtualCable", "wire_ns", "Null", "Pcap", "Tap",
+__all__ = ["AfPacket", "CableEnd", "VirtualCable", "serialisation_ns_ceil", "Null", "Pcap", "Tap",
            "PcapngReplay", "PcapngRecorder", "iter_pcapng"]
 
 try:  # user-mode backends (passt, libslirp, VDE): their libraries load lazily, on first use

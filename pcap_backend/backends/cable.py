@@ -25,13 +25,14 @@ from ..base import Backend, Packet
 
 PREAMBLE_BYTES = 8
 FCS_BYTES = 4
-MIN_FRAME = 60  # without FCS
+MIN_FRAME_WITHOUT_FCS = 60  # a sender pads a frame to this before its FCS
 GAP_BITS = 96
 
 
-def wire_ns(frame_len: int, bit_rate: int) -> int:
-    """Nanoseconds to serialise a frame of `frame_len` bytes (no FCS) incl. preamble and FCS."""
-    bits = (PREAMBLE_BYTES + max(frame_len, MIN_FRAME) + FCS_BYTES) * 8
+def serialisation_ns_ceil(frame_len: int, bit_rate: int) -> int:
+    """Nanoseconds, rounded up, to serialise a frame of `frame_len` bytes without FCS at
+    `bit_rate`: preamble + SFD, the frame padded to 60 bytes, and the FCS the sender appends."""
+    bits = (PREAMBLE_BYTES + max(frame_len, MIN_FRAME_WITHOUT_FCS) + FCS_BYTES) * 8
     return -(-bits * 1_000_000_000 // bit_rate)
 
 
@@ -61,7 +62,7 @@ class CableEnd(Backend):
         c = self.cable
         start = max(t_ns, self.tx_idle_at)
         if c.bit_rate:
-            ser = wire_ns(len(frame), c.bit_rate)
+            ser = serialisation_ns_ceil(len(frame), c.bit_rate)
             self.tx_idle_at = start + ser + -(-GAP_BITS * 1_000_000_000 // c.bit_rate)
         else:
             ser = 0
