@@ -56,6 +56,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional
 
+from . import snapshot as _snapshot
 from .autoconfig import UNMAPPED_BYTE, Autoconfig, rom_bytes
 
 log = logging.getLogger("a2065.board")
@@ -104,11 +105,7 @@ class A2065:
         self.irq = irq
         self.strict = strict
         self.stats = {"byte_register_writes": 0, "chip_errors": 0}
-        manufacturer, product, _ = VARIANTS[variant]
-        self.autoconfig = Autoconfig(
-            rom_bytes(er_type=ER_TYPE, product=product, manufacturer=manufacturer,
-                      serial=self.serial, flags=ER_FLAGS, init_diag_vec=0),
-            size=0x10000, on_configured=self._configured)
+        self._set_identity(self.serial, variant)
         self.on_configured = on_configured
         self.ram = bytearray(RAM_SIZE)
         self._irq_level = False
@@ -139,6 +136,15 @@ class A2065:
     @property
     def base(self):
         return self.autoconfig.base
+
+    def _set_identity(self, serial: int, variant: str) -> None:
+        """Serial, variant and the autoconfig image they give (unconfigured)."""
+        manufacturer, product, _ = VARIANTS[variant]
+        self.serial, self.variant = serial, variant
+        self.autoconfig = Autoconfig(
+            rom_bytes(er_type=ER_TYPE, product=product, manufacturer=manufacturer,
+                      serial=serial, flags=ER_FLAGS, init_diag_vec=0),
+            size=0x10000, on_configured=self._configured)
 
     def _configured(self, base: int) -> None:
         if self.on_configured is not None:
@@ -321,17 +327,14 @@ class A2065:
 
     # -- snapshot ----------------------------------------------------------------------------
     def snapshot(self) -> dict:
-        from .snapshot import board_state
-        return board_state(self)
+        return _snapshot.board_state(self)
 
     def restore(self, state: dict) -> None:
-        from .snapshot import restore_board
-        restore_board(self, state)
+        _snapshot.restore_board(self, state)
 
     @classmethod
     def from_snapshot(cls, state: dict, **kwargs) -> "A2065":
-        from .snapshot import board_from_state
-        return board_from_state(cls, state, **kwargs)
+        return _snapshot.board_from_state(cls, state, **kwargs)
 
 
 A2065._build_dispatch()

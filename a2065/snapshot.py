@@ -30,9 +30,13 @@ length), 7 list and 9 tuple (u32 count, values), 8 dict (u32 count, key value pa
 other types are refused: the model keeps no floats.
 
 Versions: ``upgrade(state)`` brings an old snapshot to CURRENT_VERSION one step at a time through
-``UPGRADES[v]`` (a function from a version-v dict to a version-v+1 dict). Version 1 is current,
-so the chain is empty; each released version keeps a fixture in ``fixtures/snapshots/`` that a
-test loads.
+``UPGRADES[v]`` (a function from a version-v dict to a version-v+1 dict). The chain covers the
+whole card, the chip's part too: card version v holds the chip state layout
+``CHIP_STATE_VERSION[v]`` (the ``version`` inside ``state["chip"]``), so a step that changes the
+chip's layout rewrites ``state["chip"]`` and its version, and ``upgrade`` refuses a state whose
+chip part is not the layout its card version says. The chip (``lance.chip.STATE_VERSION``)
+restores the current layout only. Version 1 is current, so the chain is empty; each released
+version keeps a fixture in ``fixtures/snapshots/`` that a test loads.
 """
 from __future__ import annotations
 
@@ -53,8 +57,10 @@ MAGIC = b"A2065SNP"
 MAX_SNAPSHOT_BYTES = 256 * 1024
 _HEAD = struct.Struct(">8sHI")
 
-#: version v -> function(state of version v) -> state of version v + 1
+#: version v -> function(state of version v) -> state of version v + 1 (chip part included)
 UPGRADES: dict = {}
+#: card snapshot version -> the chip state layout (``state["chip"]["version"]``) it holds
+CHIP_STATE_VERSION = {1: 1}
 
 
 class SnapshotError(ValueError):
@@ -192,6 +198,7 @@ def upgrade(state: dict) -> dict:
     if not isinstance(version, int) or version < 1 or version > CURRENT_VERSION:
         raise SnapshotError(f"unsupported snapshot version {version!r} "
                             f"(this build reads 1..{CURRENT_VERSION})")
+    _check_chip_layout(state, version)
     while version < CURRENT_VERSION:
         step = UPGRADES.get(version)
         if step is None:
@@ -200,7 +207,21 @@ def upgrade(state: dict) -> dict:
         if state.get("version") != version + 1:
             raise SnapshotError(f"upgrade step from {version} did not produce {version + 1}")
         version += 1
+        _check_chip_layout(state, version)
     return state
+
+
+def _check_chip_layout(state: dict, version: int) -> None:
+    """A card state of ``version`` carries the chip layout that version defines (a state without
+    a chip part, e.g. a test's bare dict, has nothing to check)."""
+    chip = state.get("chip")
+    if chip is None:
+        return
+    want = CHIP_STATE_VERSION.get(version)
+    got = chip.get("version") if isinstance(chip, dict) else None
+    if got != want:
+        raise SnapshotError(f"snapshot version {version} holds chip state version {want}, "
+                            f"found {got!r}")
 
 
 def save(path, state: dict) -> None:
@@ -253,9 +274,8 @@ def _validated(fn):
 
 
 def _scratch_board(board, state):
-    from .board import A2065
-    return A2065(serial=int(state["serial"]), variant=state["variant"],
-                 timing=state["timing"], strict=True)
+    return type(board)(serial=int(state["serial"]), variant=state["variant"],
+                       timing=state["timing"], strict=True)
 
 
 def _restore_into(board, state: dict) -> None:
@@ -263,7 +283,7 @@ def _restore_into(board, state: dict) -> None:
     if len(ram) != len(board.ram):
         raise SnapshotError(f"RAM is {len(ram)} bytes, expected {len(board.ram)}")
     if (state["serial"], state["variant"]) != (board.serial, board.variant):
-        _rebuild_identity(board, state["serial"], state["variant"])
+        board._set_identity(state["serial"], state["variant"])
     board.autoconfig.restore(state["autoconfig"])
     board.ram[:] = ram  # in place: the chip's DMA port holds this bytearray
     board.stats.update(state.get("stats", {}))
@@ -272,16 +292,6 @@ def _restore_into(board, state: dict) -> None:
     # The host saw irq_level last; report an edge only if the restored chip disagrees.
     board._irq_level = bool(state["irq_level"])
     board._sync_irq()
-
-
-def _rebuild_identity(board, serial, variant) -> None:
-    from .autoconfig import Autoconfig, rom_bytes
-    from .board import ER_FLAGS, ER_TYPE, VARIANTS
-    manufacturer, product, _ = VARIANTS[variant]
-    board.serial, board.variant = serial, variant
-    board.autoconfig = Autoconfig(
-        rom_bytes(er_type=ER_TYPE, product=product, manufacturer=manufacturer, serial=serial,
-                  flags=ER_FLAGS), size=0x10000, on_configured=board._configured)
 
 
 def board_from_state(cls, state: dict, **kwargs):

@@ -38,7 +38,10 @@ log_rx = logging.getLogger("a2065.lance.rx")
 log_tx = logging.getLogger("a2065.lance.tx")
 log_csr = logging.getLogger("a2065.lance.csr")
 
-SNAPSHOT_VERSION = 1
+#: Layout of the dict ``snapshot()`` returns. The chip keeps no upgrade chain of its own: its state
+#: is saved as part of the card snapshot (a2065/snapshot.py), whose one version chain upgrades an
+#: old chip layout together with the rest of the card; ``restore`` takes this layout only.
+STATE_VERSION = 1
 
 #: CRC-32 residue: zlib.crc32(data + fcs_le(data)) for any data with its correct FCS appended.
 _CRC_RESIDUE = 0x2144DF1C
@@ -857,7 +860,7 @@ class Am7990:
             return d
 
         return {
-            "version": SNAPSHOT_VERSION,
+            "version": STATE_VERSION,
             "timing": self.timing,
             "now": self.now,
             "irq_level": self._irq_level,
@@ -885,8 +888,10 @@ class Am7990:
 
     def restore(self, d: dict) -> None:
         """Load a ``snapshot()`` dict. The IRQ line is set to the saved level without a callback."""
-        if d.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported lance snapshot version {d.get('version')!r}")
+        if d.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported lance state version {d.get('version')!r} (this build "
+                             f"reads {STATE_VERSION}; a2065.snapshot.upgrade brings old card "
+                             f"snapshots, chip included, to it)")
         timing = d["timing"]
         if timing not in ("fast", "wire"):
             raise ValueError(f"bad timing {timing!r}")

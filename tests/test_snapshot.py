@@ -240,3 +240,38 @@ def test_a_board_restored_at_a_random_point_behaves_exactly_like_the_original(ti
     assert b1.ram == b2.ram
     assert b1.snapshot() == b2.snapshot()
     assert list(drv1.received) == list(drv2.received)
+
+
+# -- one version chain for the card, the chip's part included ----------------------------------
+
+def test_the_current_card_version_holds_the_chip_layout_this_build_restores():
+    from lance.chip import STATE_VERSION
+    s = running_board()[0].snapshot()
+    assert snap.CHIP_STATE_VERSION[snap.CURRENT_VERSION] == STATE_VERSION == s["chip"]["version"]
+
+
+def test_an_upgrade_step_can_change_the_chip_layout_and_the_chip_part_is_checked(monkeypatch):
+    def one_to_two(s):  # a hypothetical chip change: "rx_idle_at" renamed, chip layout 2
+        chip = dict(s["chip"], version=2)
+        chip["rx_free_at"] = chip.pop("rx_idle_at")
+        return dict(s, version=2, chip=chip)
+
+    v1 = running_board()[0].snapshot()
+    monkeypatch.setattr(snap, "CURRENT_VERSION", 2)
+    monkeypatch.setattr(snap, "CHIP_STATE_VERSION", {1: 1, 2: 2})
+    monkeypatch.setattr(snap, "UPGRADES", {1: one_to_two})
+    out = snap.upgrade(v1)
+    assert out["version"] == 2 and out["chip"]["version"] == 2
+    assert out["chip"]["rx_free_at"] == v1["chip"]["rx_idle_at"] and "rx_idle_at" not in out["chip"]
+    monkeypatch.setattr(snap, "UPGRADES", {1: lambda s: dict(s, version=2)})  # forgets the chip
+    with pytest.raises(snap.SnapshotError, match="chip state version"):
+        snap.upgrade(v1)
+
+
+def test_a_card_snapshot_whose_chip_part_has_another_layout_is_refused():
+    s = running_board()[0].snapshot()
+    s["chip"]["version"] = 7
+    with pytest.raises(snap.SnapshotError):
+        snap.from_bytes(snap.to_bytes(s))
+    with pytest.raises(snap.SnapshotError):
+        A2065.from_snapshot(s)

@@ -60,3 +60,15 @@ def test_the_fixture_bytes_are_what_this_build_writes_for_the_same_state():
     data = FIXTURE.read_bytes()
     assert snap.CURRENT_VERSION == 1  # when v2 arrives, keep this fixture and add a v2 one
     assert snap.to_bytes(snap.from_bytes(data)) == data
+
+
+def test_every_committed_snapshot_fixture_loads_into_a_running_card():
+    fixtures = sorted(FIXTURE.parent.glob("*.snap"))
+    assert FIXTURE in fixtures
+    for path in fixtures:
+        state = snap.load(path)
+        assert state["version"] == snap.CURRENT_VERSION
+        b = A2065.from_snapshot(state, strict=True)
+        assert b.lance.snapshot()["version"] == snap.CHIP_STATE_VERSION[snap.CURRENT_VERSION]
+        b.advance_to(b.now + 2_000_000)  # it runs on: events, polls
+        assert b.stats["chip_errors"] == 0, path
