@@ -290,6 +290,14 @@ class RamCard:
         self.write16(offset + 2, value & 0xFFFF)
 
 
+def _then(prev, changed):
+    def irq(level):
+        if prev is not None:
+            prev(level)
+        changed()
+    return irq
+
+
 class ZorroChain:
     """Several Zorro II boards on one bus, configured one after another at $E80000.
 
@@ -331,6 +339,39 @@ class ZorroChain:
 
     def claims(self, addr: int) -> bool:
         return self.route(addr) is not None
+
+    # -- time and INT2 over every board (what a host adapter needs) -----------------------------
+    def now(self) -> int:
+        """The latest emulated time a board has reached (0 if no board keeps time)."""
+        return max((b.now for b in self.boards if hasattr(b, "now")), default=0)
+
+    def next_deadline(self):
+        """The earliest pending event of any board (absolute ns), or None."""
+        best = None
+        for b in self.boards:
+            nd = getattr(b, "next_deadline", None)
+            if nd is not None:
+                d = nd()
+                if d is not None and (best is None or d < best):
+                    best = d
+        return best
+
+    def advance_to(self, t_ns: int) -> None:
+        """Run every board's events due by ``t_ns``."""
+        for b in self.boards:
+            if hasattr(b, "advance_to"):
+                b.advance_to(t_ns)
+
+    @property
+    def irq_asserted(self) -> bool:
+        """INT2 is wired-OR: True while any board asserts it."""
+        return any(getattr(b, "irq_asserted", False) for b in self.boards)
+
+    def watch_irq(self, changed) -> None:
+        """Have every board that reports INT2 edges call ``changed()`` after its own ``irq``."""
+        for b in self.boards:
+            if hasattr(b, "irq"):
+                b.irq = _then(b.irq, changed)
 
     def read8(self, addr, *, now=None):
         r = self.route(addr)

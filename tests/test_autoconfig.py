@@ -257,3 +257,21 @@ def test_any_serial_reads_back_and_any_base_byte_configures_exactly_there(
         b.write8(0x4A, (base_byte & 0xF) << 4)
         b.write8(0x48, base_byte)
     assert b.configured and b.base == base_byte << 16
+
+
+def test_a_chain_reports_the_earliest_deadline_the_wired_or_of_int2_and_every_edge():
+    from a2065.drivers import LinuxA2065Driver
+    a, b = A2065(serial=1), A2065(serial=2)
+    chain = ZorroChain([a, b, RamCard(size=0x80000)])
+    changes = []
+    chain.watch_irq(lambda: changes.append(chain.irq_asserted))
+    assert chain.next_deadline() is None and chain.now() == 0 and not chain.irq_asserted
+    for base in (0xE9, 0xEA):                   # a, then b: each at the next base
+        chain.write8(0xE8004A, 0)
+        chain.write8(0xE80048, base)
+    LinuxA2065Driver(b).open()                 # STRT: b polls its TX ring every 1.6 ms
+    assert chain.next_deadline() == b.next_deadline() == 1_600_000
+    b.lance.receive(b"\xff" * 6 + bytes(54))    # RINT with INEA: INT2 from b alone
+    assert chain.irq_asserted and changes == [True]
+    chain.advance_to(2_000_000)
+    assert a.now == b.now == chain.now() == 2_000_000

@@ -54,23 +54,15 @@ class GenericAdapter:
         self.on_irq = on_irq
         self.on_map = on_map
         self.c0 = int(start_cycles)
-        self.t0 = max((b.now for b in self.chain.boards if hasattr(b, "now")), default=0)
+        self.t0 = self.chain.now()
         self._level = 0
+        self.chain.watch_irq(self._irq_changed)
         for b in self.chain.boards:
-            if hasattr(b, "irq"):
-                b.irq = self._wrap_irq(b.irq)
             if hasattr(b, "on_configured"):
                 b.on_configured = self._wrap_configured(b, b.on_configured)
         self._level = self.irq_level()
 
     # -- wiring ------------------------------------------------------------------------------
-    def _wrap_irq(self, prev):
-        def irq(level):
-            if prev is not None:
-                prev(level)
-            self._irq_changed()
-        return irq
-
     def _wrap_configured(self, board, prev):
         def configured(base):
             if prev is not None:
@@ -92,18 +84,14 @@ class GenericAdapter:
 
     def catch_up(self, cycles: int) -> None:
         """Run every card's events due by CPU time ``cycles``."""
-        t = self.now_ns(cycles)
-        for b in self.chain.boards:
-            if hasattr(b, "advance_to"):
-                b.advance_to(t)
+        self.chain.advance_to(self.now_ns(cycles))
 
     def next_deadline_cycles(self) -> Optional[int]:
         """Absolute CPU cycle count of the earliest pending card event, or None."""
-        deadlines = [d for d in (b.next_deadline() for b in self.chain.boards
-                                 if hasattr(b, "next_deadline")) if d is not None]
-        if not deadlines:
+        d = self.chain.next_deadline()
+        if d is None:
             return None
-        return self.c0 + max(0, ns_to_cycles_ceil(min(deadlines) - self.t0, self.cpu_hz))
+        return self.c0 + max(0, ns_to_cycles_ceil(d - self.t0, self.cpu_hz))
 
     def slice_cycles(self, cycles: int, max_cycles: int) -> int:
         """How many cycles the CPU may run from ``cycles`` before a card event is due (>= 1)."""
@@ -114,10 +102,7 @@ class GenericAdapter:
 
     # -- interrupt ---------------------------------------------------------------------------
     def irq_level(self) -> int:
-        for b in self.chain.boards:
-            if getattr(b, "irq_asserted", False):
-                return INT2
-        return 0
+        return INT2 if self.chain.irq_asserted else 0
 
     # -- bus ---------------------------------------------------------------------------------
     def claims(self, addr: int) -> bool:

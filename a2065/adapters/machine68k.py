@@ -94,7 +94,7 @@ class Machine68kHost:
         self._cycles_run = lib.m68k_cycles_run
         self._end_timeslice = lib.m68k_end_timeslice
         self.chain = ZorroChain(boards)
-        self.t0 = max((b.now for b in self.chain.boards if hasattr(b, "now")), default=0)
+        self.t0 = self.chain.now()
         self.cycles = 0                 # CPU cycles run since the adapter was made
         self._slice_base = 0
         self._slice_end_ns = 0
@@ -111,9 +111,8 @@ class Machine68kHost:
         self.stats = {"slices": 0, "mmio_reads": 0, "mmio_writes": 0, "timeslice_ends": 0,
                       "bus_errors": 0}
         self._pages: dict = {}
+        self.chain.watch_irq(self._irq_changed)
         for b in self.chain.boards:
-            if hasattr(b, "irq"):
-                b.irq = self._wrap_irq(b.irq)
             ac = b.autoconfig
             ac.on_configured = self._wrap_configured(b, ac.on_configured)
         self._map_page(E_EXPANSIONBASE, None)          # the autoconfig window, always
@@ -154,21 +153,8 @@ class Machine68kHost:
             c = self._slice_base + self._cycles_run()
         return self.t0 + cycles_to_ns_floor(c, self.cpu_hz)
 
-    def _next_deadline(self):
-        best = None
-        for b in self.chain.boards:
-            nd = getattr(b, "next_deadline", None)
-            if nd is not None:
-                d = nd()
-                if d is not None and (best is None or d < best):
-                    best = d
-        return best
-
     def _catch_up(self) -> None:
-        t = self.t0 + cycles_to_ns_floor(self.cycles, self.cpu_hz)
-        for b in self.chain.boards:
-            if hasattr(b, "advance_to"):
-                b.advance_to(t)
+        self.chain.advance_to(self.t0 + cycles_to_ns_floor(self.cycles, self.cpu_hz))
 
     # ------------------------------------------------------------------ running
     def run(self, cycles: int) -> int:
@@ -180,7 +166,7 @@ class Machine68kHost:
         while self.cycles < target:
             self._apply_irq()
             n = min(target - self.cycles, self.max_slice_cycles)
-            dl = self._next_deadline()
+            dl = self.chain.next_deadline()
             self._slice_end_ns = self.t0 + cycles_to_ns_floor(self.cycles + n, self.cpu_hz)
             if dl is not None:
                 to_dl = ns_to_cycles_ceil(dl - self.t0, self.cpu_hz) - self.cycles
@@ -233,17 +219,7 @@ class Machine68kHost:
 
     # ------------------------------------------------------------------ interrupts
     def _or_level(self) -> int:
-        for b in self.chain.boards:
-            if getattr(b, "irq_asserted", False):
-                return INT2
-        return 0
-
-    def _wrap_irq(self, prev):
-        def irq(level):
-            if prev is not None:
-                prev(level)
-            self._irq_changed()
-        return irq
+        return INT2 if self.chain.irq_asserted else 0
 
     def _irq_changed(self) -> None:
         level = self._or_level()
@@ -309,7 +285,7 @@ class Machine68kHost:
 
     def _after_write(self) -> None:
         if self._in_execute:
-            dl = self._next_deadline()
+            dl = self.chain.next_deadline()
             if dl is not None and dl < self._slice_end_ns:
                 self._end_timeslice()
                 self.stats["timeslice_ends"] += 1
