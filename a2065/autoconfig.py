@@ -356,6 +356,19 @@ class ZorroChain:
                     best = d
         return best
 
+    def next_visible_deadline(self):
+        """The earliest event of any board that a driver can see (a board's
+        ``next_visible_deadline``, else its ``next_deadline``), or None: where a host that runs
+        its CPU in slices ends one."""
+        best = None
+        for b in self.boards:
+            nd = getattr(b, "next_visible_deadline", None) or getattr(b, "next_deadline", None)
+            if nd is not None:
+                d = nd()
+                if d is not None and (best is None or d < best):
+                    best = d
+        return best
+
     def advance_to(self, t_ns: int) -> None:
         """Run every board's events due by ``t_ns``."""
         for b in self.boards:

@@ -75,6 +75,10 @@ VARIANTS = {
 ER_FLAGS = 0x00  # can be shut up (ref: W, M-a2065 "can_shutup(true) // ?"); real board unverified
 
 
+def _no_report() -> None:
+    pass
+
+
 def mac_for(serial: int, variant: str = "commodore") -> bytes:
     """MAC = OUI + serial[23:0] big-endian (ref: L-a2065, N-le)."""
     oui = VARIANTS[variant][2]
@@ -119,6 +123,11 @@ class A2065:
             self.lance = chip_factory(self.ram, irq=self._chip_irq, transmit=transmit,
                                       timing=timing)
         self._irq_level = bool(self.lance.irq_asserted)
+        # The board sees every bus write to its RAM and tells the chip, so the chip need not read
+        # its TX ring on every next_visible_deadline() (a chip_factory chip may lack this).
+        self._ram_written = getattr(self.lance, "ram_written", _no_report)
+        if hasattr(self.lance, "ram_writes_reported"):
+            self.lance.ram_writes_reported(True)
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -162,6 +171,12 @@ class A2065:
 
     def next_deadline(self):
         return self.lance.next_deadline()
+
+    def next_visible_deadline(self):
+        """The next chip event a driver can see (idle TX polls left out; see the chip's
+        ``next_visible_deadline``): where a host that runs its CPU in slices ends one."""
+        nvd = getattr(self.lance, "next_visible_deadline", None)
+        return nvd() if nvd is not None else self.lance.next_deadline()
 
     @property
     def irq_asserted(self) -> bool:
@@ -319,11 +334,18 @@ class A2065:
 
     def _w8_ram(self, offset, value):
         self.ram[offset - RAM_BASE] = value
+        self._ram_written()
 
     def _w16_ram(self, offset, value):
         o = offset - RAM_BASE
         self.ram[o] = value >> 8
         self.ram[o + 1] = value & 0xFF
+        self._ram_written()
+
+    def ram_written(self) -> None:
+        """Say that ``board.ram`` was written other than through the bus (a host that pokes it
+        directly): the chip looks at its TX ring again for ``next_deadline()``."""
+        self._ram_written()
 
     # -- snapshot ----------------------------------------------------------------------------
     def snapshot(self) -> dict:

@@ -171,6 +171,8 @@ class Am7990:
         self._tx_flight = None  # dict: frame in transmission (wire)
         self._rx_flight = None  # dict: frame being received (wire)
         self._rx_idle_at = 0
+        self._ram_reported = False  # the host calls ram_written() after its RAM writes
+        self._tx_idle_seen = False  # current TMD seen not owned, nothing changed since
 
     # ------------------------------------------------------------------ registers
     def write_rap(self, value: int) -> None:
@@ -262,6 +264,7 @@ class Am7990:
         return self._irq_level
 
     def _write_csr0(self, v: int) -> None:
+        self._tx_idle_seen = False
         if v & _STOP:
             # STOP overrides INIT and STRT in the same write; CSR0 <- 0x0004 (INEA too),
             # CSR3 <- 0 (ref: TME quoting DS, M, W, DS90 p.24).
@@ -318,6 +321,7 @@ class Am7990:
 
     def reset(self) -> None:
         """RESET pin: as STOP, and RAP=0. CSR1/CSR2 keep their values (ref: M)."""
+        self._tx_idle_seen = False
         self._stop()
         self._rap = 0
         self._update_irq()
@@ -372,8 +376,44 @@ class Am7990:
         return best, which
 
     def next_deadline(self):
-        """Absolute ns of the next internal event, or None."""
+        """Absolute ns of the next internal event (idle TX polls included), or None."""
         return self._next_event()[0]
+
+    def next_visible_deadline(self):
+        """Absolute ns of the next event that can change what a driver sees, or None: every
+        event except an idle TX poll (TDMD clear and the current TMD not owned), which changes
+        nothing a driver can read. A host that runs its CPU in slices, and ends one when a
+        write makes this earlier, ends them here, so an idle card never cuts one.
+        ``advance_to`` still runs every poll at its exact 1.6 ms time, so the poll phase, and
+        the time a frame handed over later leaves, are those of a chip the host stopped at
+        every poll; a RAM write that hands a TMD to the chip makes this report the next poll."""
+        at = self._next_event()[0]
+        if at is not None and at == self._tx_poll_at and self._tx_poll_is_idle():
+            saved, self._tx_poll_at = self._tx_poll_at, None
+            at = self._next_event()[0]
+            self._tx_poll_at = saved
+        return at
+
+    def ram_writes_reported(self, reported: bool = True) -> None:
+        """The host says whether it calls ``ram_written()`` after every write it makes to the RAM
+        this chip reads (the A2065 board does, for each bus write to its buffer RAM). While it
+        does, ``next_visible_deadline()`` reads the current TMD again only after such a write
+        (or a register write or an event), not on every call."""
+        self._ram_reported = bool(reported)
+        self._tx_idle_seen = False
+
+    def ram_written(self) -> None:
+        """The host wrote RAM this chip reads (see ``ram_writes_reported``)."""
+        self._tx_idle_seen = False
+
+    def _tx_poll_is_idle(self) -> bool:
+        """TDMD clear and the current TMD not owned."""
+        if self._tx_idle_seen:
+            return True
+        if self._csr0 & _TDMD or self._tx_owned():
+            return False
+        self._tx_idle_seen = self._ram_reported  # cached only while RAM writes are reported
+        return True
 
     def advance_to(self, t_ns: int) -> None:
         """Run every event due at or before ``t_ns`` in time order, then set now = t_ns.
@@ -387,6 +427,7 @@ class Am7990:
                 break
             if at > self.now:
                 self.now = at
+            self._tx_idle_seen = False
             if which == "rx":
                 self._rx_complete()
             elif which == "tx":
@@ -420,6 +461,7 @@ class Am7990:
         if not hasattr(port, "read_desc"):
             port = GenericDma(port)
         self._dma = port
+        self._tx_idle_seen = False
         self._ram = None
         self._ram_mask = 0
         if type(port) is RamDma and port.size == port.mask + 1 and port.size & (port.size - 1) == 0:
@@ -635,6 +677,7 @@ class Am7990:
                 _WORD_PACK(ram, a + 6, n + 4)  # RMD3 (MCNT incl. FCS) before RMD1
                 _WORD_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300)  # STP|ENP, OWN cleared last
                 self._rx_idx = (idx + 1) & (self._rlen - 1)
+                self._tx_idle_seen = False  # RAM written (rings may overlap)
                 c.rx_delivered += 1
                 c.rx_bytes += n + 4
                 csr0 = self._csr0 | _RINT
@@ -728,6 +771,7 @@ class Am7990:
 
     def _rx_store(self, data, fcs, crc_bad) -> RxStatus:
         """Store a frame (data + fcs) into the RX ring at the current index."""
+        self._tx_idle_seen = False  # RAM written (rings may overlap)
         dma = self.dma
         c = self.counters
         idx = self._rx_idx
@@ -926,6 +970,7 @@ class Am7990:
             "at": int(rf["at"]), "frame": bytes(rf["frame"]), "crc_bad": bool(rf["crc_bad"]),
         }
         self._rx_idle_at = int(d["rx_idle_at"])
+        self._tx_idle_seen = False
         self.counters = Counters(**{k: int(v) for k, v in d["counters"].items()
                                     if k in Counters.__dataclass_fields__})
 

@@ -78,16 +78,18 @@ def test_card_time_follows_cpu_cycles_exactly_after_a_run():
     assert r["chip_now"] == r["now_ns"] == cycles_to_ns_floor(r["cycles"], 7_093_790)
 
 
-def test_idle_with_the_card_ends_slices_at_the_tx_poll_and_takes_no_interrupts():
+def test_an_idle_card_takes_no_interrupts_and_cuts_no_cpu_slice_at_its_tx_polls():
     with_card = run_scenario("idle", {"cycles": 2_000_000, "card": True})
     without = run_scenario("idle", {"cycles": 2_000_000, "card": False})
     assert with_card["state"] == ST_RUNNING and without["state"] != ST_RUNNING
     assert with_card["interrupts"] == 0
     # the idle loop is exactly 2 instructions; both machines ran it for the same cycles
     assert with_card["instructions"] == without["instructions"] > 0
-    # 2 M cycles = 282 ms: the 1.6 ms TX poll bounds every slice with the card
-    assert with_card["slices"] >= 282_000_000 // 1_600_000
-    assert without["slices"] < with_card["slices"]
+    # 2 M cycles = 282 ms = 176 TX polls of 1.6 ms, none of which can send anything: they run
+    # at catch-up without ending a slice (issue 17), so slices end at max_slice_cycles as
+    # without the card (the card's bring-up writes end a few more)
+    assert with_card["slices"] <= without["slices"] + 4
+    assert with_card["slices"] < 282_000_000 // 1_600_000
 
 
 def test_the_reset_instruction_unconfigures_the_card_and_the_driver_configures_it_again():

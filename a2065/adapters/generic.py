@@ -87,7 +87,9 @@ class GenericAdapter:
         self.chain.advance_to(self.now_ns(cycles))
 
     def next_deadline_cycles(self) -> Optional[int]:
-        """Absolute CPU cycle count of the earliest pending card event, or None."""
+        """Absolute CPU cycle count of the earliest pending card event, or None. Every event,
+        idle TX polls included: this adapter cannot end a CPU slice when a write hands a TMD to
+        the chip (machine68k can, and leaves idle polls out with ``next_visible_deadline``)."""
         d = self.chain.next_deadline()
         if d is None:
             return None

@@ -33,8 +33,10 @@ docs/architecture.md "68000 program and machine68k adapter"):
 
 Time: emulated ns = ``t0 + cycles * 10**9 // cpu_hz`` (integer floor), ``cycles`` counted since
 the adapter was made; callbacks add the current slice's ``m68k_cycles_run()``. Slices end at the
-cards' ``next_deadline()`` (rounded up to a whole cycle) and at ``max_slice_cycles``; a write that
-schedules an earlier card event ends the slice too.
+cards' ``next_visible_deadline()`` (rounded up to a whole cycle: every event a driver can see; an
+idle TX poll is none, so an idle card never cuts a slice) and at ``max_slice_cycles``; a write
+that schedules an earlier card event (a TMD handed to the chip, TDMD, INIT, STRT) ends the slice
+too. ``run()`` catches the cards up after every slice, so idle polls still run at their times.
 """
 from __future__ import annotations
 
@@ -166,7 +168,7 @@ class Machine68kHost:
         while self.cycles < target:
             self._apply_irq()
             n = min(target - self.cycles, self.max_slice_cycles)
-            dl = self.chain.next_deadline()
+            dl = self.chain.next_visible_deadline()
             self._slice_end_ns = self.t0 + cycles_to_ns_floor(self.cycles + n, self.cpu_hz)
             if dl is not None:
                 to_dl = ns_to_cycles_ceil(dl - self.t0, self.cpu_hz) - self.cycles
@@ -285,7 +287,7 @@ class Machine68kHost:
 
     def _after_write(self) -> None:
         if self._in_execute:
-            dl = self.chain.next_deadline()
+            dl = self.chain.next_visible_deadline()
             if dl is not None and dl < self._slice_end_ns:
                 self._end_timeslice()
                 self.stats["timeslice_ends"] += 1
