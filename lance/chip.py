@@ -27,6 +27,7 @@ from .csr import (
     CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
 from .dma import GenericDma, RamDma
+from .fcs import crc32_bytes
 from .filter import address_filter
 from .layouts import DESC, decode_init
 from .timing import (
@@ -51,6 +52,7 @@ MAX_GATHER = 32768
 # Plain-int copies of the flags for the hot paths.
 _INIT, _STRT, _STOP, _TDMD = 0x0001, 0x0002, 0x0004, 0x0008
 _TXON, _RXON, _INEA = 0x0010, 0x0020, 0x0040
+_CONTROL = _INIT | _STRT | _STOP
 _IDON, _TINT, _RINT, _MERR, _MISS, _CERR, _BABL = 0x0100, 0x0200, 0x0400, 0x0800, 0x1000, 0x2000, 0x4000
 _W1C = int(CSR0_W1C)
 _ERRS = int(CSR0_ERR_SOURCES)
@@ -59,6 +61,7 @@ _OWN, _ERR = int(RMD1.OWN), int(RMD1.ERR)  # the same bits in TMD1
 _STP, _ENP = int(RMD1.STP), int(RMD1.ENP)
 _R_BUFF, _R_CRC = int(RMD1.BUFF), int(RMD1.CRC)
 _T_STATUS = int(TMD1.ERR | TMD1.MORE | TMD1.ONE | TMD1.DEF)  # cleared by the chip in TMD1
+_LCAR = int(TMD3.LCAR)
 _BSWP = int(CSR3.BSWP)
 _MAX_XFER = 4096  # one buffer at most (12-bit BCNT): the longest single DMA transfer
 _M_DRX, _M_DTX, _M_LOOP, _M_DTCR = int(MODE.DRX), int(MODE.DTX), int(MODE.LOOP), int(MODE.DTCR)
@@ -132,6 +135,9 @@ _ACCEPTED = RxStatus.ACCEPTED
 _FILTERED = RxStatus.FILTERED
 _DESC_UNPACK = DESC.unpack_from
 _WORD_PACK = struct.Struct(">H").pack_into
+_RMD123_PACK = struct.Struct(">3H").pack_into  # descriptor words 1-3 (RMD or TMD)
+_FCS_PACK = struct.Struct("<I").pack_into  # the FCS follows the frame little-endian
+_FCS_BYTES = struct.Struct("<I").pack
 
 
 class Am7990:
@@ -140,7 +146,6 @@ class Am7990:
     def __init__(self, dma, *, irq=None, transmit=None, timing="fast", name="lance"):
         if timing not in ("fast", "wire"):
             raise ValueError(f"timing must be 'fast' or 'wire', not {timing!r}")
-        self.dma = dma
         self.irq = irq
         self.transmit = transmit
         self.timing = timing
@@ -173,6 +178,8 @@ class Am7990:
         self._rx_idle_at = 0
         self._ram_reported = False  # the host calls ram_written() after its RAM writes
         self._tx_idle_seen = False  # current TMD seen not owned, nothing changed since
+        self._rx_fast = self._tx_fast = False  # which hot paths apply (see _paths_changed)
+        self.dma = dma
 
     # ------------------------------------------------------------------ registers
     def write_rap(self, value: int) -> None:
@@ -195,12 +202,33 @@ class Am7990:
         return self._csr3
 
     def write_rdp(self, value: int) -> None:
-        """Write the CSR selected by RAP. CSR1-3 writes are ignored unless STOP=1 (ref: M, W)."""
-        v = int(value) & 0xFFFF
+        """Write the CSR selected by RAP. CSR1-3 writes are ignored unless STOP=1 (ref: M, W).
+        CSR0 (every interrupt acknowledgement and TDMD) is handled here without further calls
+        unless the write has STOP, INIT or STRT."""
+        v = (value if type(value) is int else int(value)) & 0xFFFF
         r = self._rap
-        if r == 0:
-            self._write_csr0(v)
+        if r:
+            self._write_csr123(r, v)
             return
+        self._tx_idle_seen = False
+        if v & _CONTROL:
+            self._write_csr0_control(v)
+            return
+        c = self._csr0 & ~(v & _W1C)
+        if not c & _STOP:
+            # INEA takes the written value on every write (ref: L-a2065); while STOP=1 the
+            # 7990 ignores it (ref: M). TDMD is set-only; cleared at the poll (ref: M, TME).
+            c = (c & ~_INEA) | (v & (_INEA | _TDMD))
+            self._csr0 = c
+            if c & _TDMD and c & _TXON:
+                self._tx_poll()
+                c = self._csr0
+        else:
+            self._csr0 = c
+        if (c & _INEA != 0 and c & _INTRS != 0) is not self._irq_level:
+            self._update_irq()
+
+    def _write_csr123(self, r: int, v: int) -> None:
         if not self._csr0 & _STOP:
             log_csr.debug("%s: CSR%d write %#06x ignored while running", self.name, r, v)
             return
@@ -210,6 +238,7 @@ class Am7990:
             self._csr2 = v  # 15:8 reserved, writable on the 7990 (ref: M); IADR uses 7:0
         else:
             self._csr3 = v & CSR3_MASK  # BSWP, ACON, BCON (ref: M CSR3_MASK)
+            self._paths_changed()
 
     @property
     def csr0(self) -> int:
@@ -263,12 +292,13 @@ class Am7990:
     def irq_asserted(self) -> bool:
         return self._irq_level
 
-    def _write_csr0(self, v: int) -> None:
-        self._tx_idle_seen = False
+    def _write_csr0_control(self, v: int) -> None:
+        """A CSR0 write with STOP, INIT or STRT (then the rest of the write as usual)."""
         if v & _STOP:
             # STOP overrides INIT and STRT in the same write; CSR0 <- 0x0004 (INEA too),
             # CSR3 <- 0 (ref: TME quoting DS, M, W, DS90 p.24).
             self._stop()
+            self._paths_changed()
             self._update_irq()
             return
         c = self._csr0 & ~(v & _W1C)
@@ -282,13 +312,10 @@ class Am7990:
                 log_csr.debug("%s: INIT ignored, STOP=0", self.name)
         if v & _STRT:
             self._start()
+        self._paths_changed()
         c = self._csr0
         if not c & _STOP:
-            # INEA takes the written value on every write (ref: L-a2065); while STOP=1 the
-            # 7990 ignores it (ref: M).
-            c = (c & ~_INEA) | (v & _INEA)
-            if v & _TDMD:
-                c |= _TDMD  # set-only; cleared at the poll (ref: M, TME)
+            c = (c & ~_INEA) | (v & (_INEA | _TDMD))  # as in write_rdp
             self._csr0 = c
             if c & _TDMD and c & _TXON:
                 self._tx_poll()
@@ -323,6 +350,7 @@ class Am7990:
         """RESET pin: as STOP, and RAP=0. CSR1/CSR2 keep their values (ref: M)."""
         self._tx_idle_seen = False
         self._stop()
+        self._paths_changed()
         self._rap = 0
         self._update_irq()
 
@@ -467,6 +495,16 @@ class Am7990:
         if type(port) is RamDma and port.size == port.mask + 1 and port.size & (port.size - 1) == 0:
             self._ram = port.ram
             self._ram_mask = port.mask
+        self._paths_changed()
+
+    def _paths_changed(self) -> None:
+        """Which hot paths apply: a RamDma over a power-of-two RAM, fast timing, CSR3.BSWP=1, no
+        loopback (and RXON for receive). Recomputed whenever one of them can change: the DMA
+        port, CSR0 STOP/INIT/STRT, CSR3, reset, restore."""
+        simple = (self._ram is not None and not self._wire and bool(self._csr3 & _BSWP)
+                  and not self._mode & _M_LOOP)
+        self._rx_fast = simple and bool(self._csr0 & _RXON)
+        self._tx_fast = simple
 
     def _span_read(self, start: int, length: int) -> bytearray:
         """Read the word-aligned span around a BSWP=0 buffer in transfers of at most one
@@ -515,15 +553,75 @@ class Am7990:
 
     def _tx_poll(self) -> None:
         """One TX poll: clears TDMD; sends the owned frames (all of them back to back in fast
-        mode, the first one in wire mode). Never skips a descriptor it does not own."""
-        self._csr0 &= ~_TDMD
-        self.counters.polls += 1
-        if not self._csr0 & _TXON:
+        mode, the first one in wire mode). Never skips a descriptor it does not own.
+        The caller updates the IRQ line afterwards.
+
+        Hot path (see _paths_changed) for the common frames, inline here: one descriptor each,
+        STP and ENP, a buffer that does not wrap the RAM; sent as ``_tx_fetch`` +
+        ``_tx_finish`` would. Any other TMD goes to the general path."""
+        csr0 = self._csr0 & ~_TDMD
+        self._csr0 = csr0
+        c = self.counters
+        c.polls += 1
+        if not csr0 & _TXON:
             self._tx_poll_at = None
             return
         self._tx_poll_at = self.now + TX_POLL_NS  # the idle poll timer restarts at every poll
-        if self._tx_flight is not None or self._tx_gap_at is not None:
-            return  # busy: the poll after the gap will look again
+        if not self._tx_fast:  # (fast timing: never a frame in flight or a gap)
+            if self._tx_flight is None and self._tx_gap_at is None:
+                self._tx_send_general()
+            return  # else busy: the poll after the gap will look again
+        ram = self._ram
+        rmask = self._ram_mask
+        tdra = self._tdra
+        tmask = self._tlen - 1
+        add_fcs = not self._mode & _M_DTCR
+        left = self._tlen * 2  # bound: each pass sends one frame
+        while left:
+            left -= 1
+            idx = self._tx_idx
+            a = (tdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
+            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
+            if not w1 & _OWN:
+                return
+            if w1 & 0x0300 != 0x0300:
+                break
+            b = (((w1 & 0xFF) << 16) | w0) & rmask
+            n = (-w2) & 0xFFF or 4096  # BCNT 0 = 4096 (ref: M)
+            if b + n > rmask + 1:
+                break
+            frame = memoryview(ram)[b:b + n].tobytes()
+            if add_fcs:
+                frame += _FCS_BYTES(crc32_bytes(frame, n, 0))
+                n += 4
+            self._tx_idx = (idx + 1) & tmask
+            tmd3 = 0
+            transmit = self.transmit
+            if transmit is not None:
+                ok = transmit(frame, self.now)
+                if ok is not None and not ok:
+                    tmd3 = _LCAR  # link down: carrier lost, frame still "sent"
+                    c.tx_lcar += 1
+            c.tx_bytes += n
+            if n > MAX_FRAME_WITH_FCS:
+                self._csr0 |= _BABL  # as _tx_finish
+                c.babl += 1
+            # TMD1 (OWN cleared, ERR with TMD3), TMD2 as it was, TMD3 (TDR 0: no collisions) in
+            # one store (the general path writes TMD3 before TMD1; nothing runs in between here)
+            _RMD123_PACK(ram, a + 2, (w1 & ~(_OWN | _T_STATUS)) | (_ERR if tmd3 else 0), w2, tmd3)
+            c.tx_frames += 1
+            if tmd3:
+                c.tx_errors += 1
+            csr0 = self._csr0 | _TINT
+            self._csr0 = csr0
+            if not csr0 & _TXON:
+                return  # the transmit callback stopped the chip
+        else:
+            return
+        self._tx_send_general()
+
+    def _tx_send_general(self) -> None:
+        """Send the owned frames of any shape from the current TMD (the poll's general path)."""
         for _ in range(self._tlen * 2):  # bound: each pass releases at least one descriptor
             job = self._tx_fetch()
             if job is None:
@@ -538,7 +636,6 @@ class Am7990:
             self._tx_finish(job, self.now)
             if not self._csr0 & _TXON:
                 break
-        self._update_irq()
 
     def _tx_fetch(self):
         """Look at the current TX descriptor. Returns None (not owned: stay on it), True (a
@@ -654,16 +751,18 @@ class Am7990:
         (checked: RMD1.CRC on mismatch); otherwise it is padded to 60 and an FCS appended."""
         c = self.counters
         c.rx_offered += 1
-        ram = self._ram
         n = len(frame)
-        if (has_fcs or ram is None or self._wire or n < MIN_FRAME_WITHOUT_FCS or n > MAX_FRAME_WITHOUT_FCS
-                or self._csr0 & _RXON == 0 or self._mode & _M_LOOP or not self._csr3 & _BSWP):
+        if has_fcs or not self._rx_fast or n < MIN_FRAME_WITHOUT_FCS or n > MAX_FRAME_WITHOUT_FCS:
             return self._receive(frame, has_fcs, n)
-        # Hot path: fast timing, host frame (the chip adds the FCS), no padding, receiver on,
-        # no loopback, BSWP=1, RamDma over a power-of-two RAM. Same effect as _receive.
-        if not self._accepts(frame[:6]):
+        # Hot path (see _paths_changed): a host frame (the chip adds the FCS) that needs no
+        # padding and fits the current descriptor's buffer. Same effect as _receive.
+        dst = frame[:6]
+        if type(dst) is not bytes:
+            dst = bytes(dst)  # the filter hashes it
+        if not self._accepts(dst):
             c.rx_filtered += 1
             return _FILTERED
+        ram = self._ram
         rmask = self._ram_mask
         idx = self._rx_idx
         a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
@@ -673,9 +772,11 @@ class Am7990:
             end = b + n
             if n + 4 <= ((-w2) & 0xFFF or 4096) and end + 4 <= rmask + 1:
                 ram[b:end] = frame
-                ram[end:end + 4] = zlib.crc32(frame).to_bytes(4, "little")
-                _WORD_PACK(ram, a + 6, n + 4)  # RMD3 (MCNT incl. FCS) before RMD1
-                _WORD_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300)  # STP|ENP, OWN cleared last
+                _FCS_PACK(ram, end, crc32_bytes(frame, n, 0) if type(frame) is bytes
+                          else zlib.crc32(frame))
+                # RMD1 (STP|ENP, OWN cleared), RMD2 as it was, RMD3 = MCNT incl. FCS: one store
+                # (the general path writes RMD3 before RMD1; nothing runs between the two here)
+                _RMD123_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300, w2, n + 4)
                 self._rx_idx = (idx + 1) & (self._rlen - 1)
                 self._tx_idle_seen = False  # RAM written (rings may overlap)
                 c.rx_delivered += 1
@@ -971,6 +1072,7 @@ class Am7990:
         }
         self._rx_idle_at = int(d["rx_idle_at"])
         self._tx_idle_seen = False
+        self._paths_changed()
         self.counters = Counters(**{k: int(v) for k, v in d["counters"].items()
                                     if k in Counters.__dataclass_fields__})
 

@@ -41,12 +41,16 @@ def _accept_all(dst) -> bool:
 
 def address_filter(padr: bytes, ladrf: int, prom: bool):
     """The receiver's filter for one PADR/LADRF/PROM setting: a function ``accepts(dst)`` that
-    is True if a frame whose destination address is ``dst`` (exactly 6 bytes, any bytes-like)
-    is taken. Callers with a shorter destination refuse it themselves (``accepts`` below)."""
+    is True if a frame whose destination address is ``dst`` (exactly 6 bytes: bytes, or a
+    read-only memoryview) is taken. Callers with a shorter destination refuse it themselves
+    (``accepts`` below)."""
     if prom:
         return _accept_all
     padr = bytes(padr)
     ladrf = int(ladrf)
+    if not ladrf and not padr[0] & 1:
+        # Only PADR and broadcast can pass: set membership, one C call (hence hashable dst).
+        return frozenset((padr, BROADCAST)).__contains__
     crc32 = zlib.crc32
 
     def accepts(dst) -> bool:
