@@ -3,7 +3,7 @@ import zlib
 
 from hypothesis import given, strategies as st
 
-from lance import CSR0, RMD1, TMD1, RxStatus
+from lance import CSR0, MODE, RMD1, TMD1, RxStatus
 from lance.testing import Rig, frame
 from lance.timing import (
     IFG_NS, TX_POLL_NS, cycles_to_ns_floor, frame_period_ns, frame_wire_ns, ns_to_cycles_floor,
@@ -209,3 +209,64 @@ def test_an_hour_of_idle_time_costs_no_more_than_a_few_steps():
     assert len(r.sent) == 0 and r.chip.next_deadline() is not None
     r.chip.advance_to(r.chip.next_deadline())
     assert len(r.sent) == 1
+
+
+# -- datasheet and 802.3 figures as literals (issue 17): a changed constant fails here ----------
+
+def test_the_timing_constants_are_the_datasheet_and_802_3_figures():
+    from lance import timing
+    assert timing.TX_POLL_NS == 1_600_000   # idle TX ring poll, 1.6 ms (ref: M, TME quoting DS)
+    assert timing.SLOT_NS == 51_200         # 512 bit times at 10 Mb/s
+    assert timing.IFG_NS == 9_600           # 96 bit times
+    assert timing.BYTE_NS == 800            # 0.8 us per byte
+    assert timing.PREAMBLE_BYTES == 8       # 7 preamble + SFD
+
+
+def test_a_frame_queued_without_tdmd_leaves_at_1_6_ms_and_the_next_at_3_2_ms():
+    r = Rig()
+    r.init()                                # STRT at t = 0
+    assert r.chip.next_deadline() == 1_600_000
+    r.queue_tx(0, frame(length=60))         # OWN, no TDMD
+    r.chip.advance_to(1_599_999)
+    assert r.sent == []
+    r.chip.advance_to(1_600_000)
+    assert [t for _, t in r.sent] == [1_600_000]
+    r.chip.advance_to(2_000_000)
+    r.queue_tx(1, frame(length=60))
+    r.chip.advance_to(3_199_999)
+    assert len(r.sent) == 1
+    r.chip.advance_to(3_200_000)
+    assert [t for _, t in r.sent] == [1_600_000, 3_200_000]
+    assert r.chip.counters.polls == 2
+
+
+def test_the_poll_keeps_its_1_6_ms_phase_over_an_idle_hour():
+    r = Rig(timing="wire")
+    r.init()
+    r.chip.advance_to(3_600_000_000_000)
+    assert r.chip.counters.polls == 2_250_000   # 3600 s / 1.6 ms
+    assert r.chip.next_deadline() == 3_600_001_600_000
+
+
+def test_wire_times_are_0_8_us_per_byte_with_8_bytes_of_preamble_and_a_9_6_us_gap():
+    assert frame_wire_ns(64) == 57_600            # (64 + 8) * 0.8 us
+    assert frame_wire_ns(1518) == 1_220_800
+    r = wire()
+    r.queue_tx(0, frame(length=60))
+    r.queue_tx(1, frame(length=60), tdmd=True)   # two 64-byte frames back to back at t = 0
+    r.chip.advance_to(1_000_000)
+    assert [t for _, t in r.sent] == [57_600, 57_600 + 9_600 + 57_600]
+    rx = wire()
+    rx.chip.receive(frame(length=1514))
+    assert rx.chip.next_deadline() == 1_220_800
+    assert rx.chip.rx_idle_at() == 1_230_400     # + 9.6 us before the next frame
+
+
+def test_a_forced_collision_retries_16_slots_of_51_2_us():
+    from lance.testing import running
+    r = running(mode=MODE.LOOP | MODE.INTL | MODE.COLL, timing="wire")
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    assert r.chip.next_deadline() == 819_200      # 16 x 51.2 us
+    r = running(mode=MODE.LOOP | MODE.INTL | MODE.COLL | MODE.DRTY, timing="wire")
+    r.queue_tx(0, frame(length=60), tdmd=True)
+    assert r.chip.next_deadline() == 51_200       # one attempt with DRTY
