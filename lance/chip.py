@@ -581,9 +581,9 @@ class Am7990:
             left -= 1
             idx = self._tx_idx
             a = (tdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
-            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
-            if not w1 & _OWN:
+            if not ram[a + 2] & 0x80:  # TMD1.OWN (bit 15: the high byte, first in RAM)
                 return
+            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
             if w1 & 0x0300 != 0x0300:
                 break
             b = (((w1 & 0xFF) << 16) | w0) & rmask
