@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
     build()
-    repeat = a.repeat or (2 if a.quick else 3)
+    repeat = a.repeat or (3 if a.quick else 5)
     idle_cycles = 40_000_000 if a.quick else 400_000_000
     reads = 100_000 if a.quick else 1_000_000
 

@@ -391,16 +391,20 @@ class Am7990:
 
     # ------------------------------------------------------------------ time
     def _next_event(self):
-        best = None
-        which = None
-        for name, t in (
-            ("rx", self._rx_flight["at"] if self._rx_flight is not None else None),
-            ("tx", self._tx_flight["at"] if self._tx_flight is not None else None),
-            ("gap", self._tx_gap_at),
-            ("poll", self._tx_poll_at),
-        ):
-            if t is not None and (best is None or t < best):
-                best, which = t, name
+        """(time, kind) of the earliest event; at equal times rx, then tx, gap, poll."""
+        best = which = None
+        f = self._rx_flight
+        if f is not None:
+            best, which = f["at"], "rx"
+        f = self._tx_flight
+        if f is not None and (best is None or f["at"] < best):
+            best, which = f["at"], "tx"
+        t = self._tx_gap_at
+        if t is not None and (best is None or t < best):
+            best, which = t, "gap"
+        t = self._tx_poll_at
+        if t is not None and (best is None or t < best):
+            best, which = t, "poll"
         return best, which
 
     def next_deadline(self):
@@ -415,12 +419,15 @@ class Am7990:
         ``advance_to`` still runs every poll at its exact 1.6 ms time, so the poll phase, and
         the time a frame handed over later leaves, are those of a chip the host stopped at
         every poll; a RAM write that hands a TMD to the chip makes this report the next poll."""
-        at = self._next_event()[0]
-        if at is not None and at == self._tx_poll_at and self._tx_poll_is_idle():
-            saved, self._tx_poll_at = self._tx_poll_at, None
-            at = self._next_event()[0]
-            self._tx_poll_at = saved
-        return at
+        best = self._tx_poll_at
+        if best is not None and self._tx_poll_is_idle():
+            best = None
+        for t in (self._rx_flight["at"] if self._rx_flight is not None else None,
+                  self._tx_flight["at"] if self._tx_flight is not None else None,
+                  self._tx_gap_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def ram_writes_reported(self, reported: bool = True) -> None:
         """The host says whether it calls ``ram_written()`` after every write it makes to the RAM
@@ -455,24 +462,29 @@ class Am7990:
                 break
             if at > self.now:
                 self.now = at
-            self._tx_idle_seen = False
             if which == "rx":
+                self._tx_idle_seen = False
                 self._rx_complete()
             elif which == "tx":
+                self._tx_idle_seen = False
                 self._tx_complete()
             elif which == "gap":
+                self._tx_idle_seen = False
                 self._tx_gap_at = None
                 self._tx_poll()
             elif (self._rx_flight is None and self._tx_flight is None
-                  and self._tx_gap_at is None and self._csr0 & _TXON and not self._tx_owned()):
+                  and self._tx_gap_at is None and self._csr0 & _TXON
+                  and (self._tx_idle_seen or not self._tx_owned())):
                 # Idle polls find nothing and nothing else can change RAM before t: run them
-                # all at once (same phase, same result as one by one).
+                # all at once (same phase, same result as one by one). They change nothing
+                # the idle check looked at, so its cached answer stays.
                 k = (t - at) // TX_POLL_NS + 1
                 self._csr0 &= ~_TDMD
                 self.counters.polls += k
                 self.now = at + (k - 1) * TX_POLL_NS
                 self._tx_poll_at = at + k * TX_POLL_NS
             else:
+                self._tx_idle_seen = False
                 self._tx_poll()
             self._update_irq()
         self.now = t

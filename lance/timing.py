@@ -28,24 +28,26 @@ def frame_period_ns(len_with_fcs: int) -> int:
     return frame_wire_ns(len_with_fcs) + IFG_NS
 
 
-def _check_hz(hz) -> int:
+def cycles_to_ns_floor(cycles: int, hz: int) -> int:
+    """CPU cycles at ``hz`` -> ns, integer math, rounded down."""
     hz = int(hz)
     if hz <= 0:
         raise ValueError("hz must be positive")
-    return hz
-
-
-def cycles_to_ns_floor(cycles: int, hz: int) -> int:
-    """CPU cycles at ``hz`` -> ns, integer math, rounded down."""
-    return int(cycles) * 1_000_000_000 // _check_hz(hz)
+    return int(cycles) * 1_000_000_000 // hz
 
 
 def ns_to_cycles_floor(ns: int, hz: int) -> int:
     """ns -> CPU cycles at ``hz``, integer math, rounded down (the cycles completed by ``ns``)."""
-    return int(ns) * _check_hz(hz) // 1_000_000_000
+    hz = int(hz)
+    if hz <= 0:
+        raise ValueError("hz must be positive")
+    return int(ns) * hz // 1_000_000_000
 
 
 def ns_to_cycles_ceil(ns: int, hz: int) -> int:
     """ns -> CPU cycles at ``hz``, rounded up: the fewest cycles whose ``cycles_to_ns_floor``
     reaches ``ns`` (a CPU slice that ends there runs an event due at ``ns`` on time)."""
-    return -((-int(ns) * _check_hz(hz)) // 1_000_000_000)
+    hz = int(hz)
+    if hz <= 0:
+        raise ValueError("hz must be positive")
+    return -((-int(ns) * hz) // 1_000_000_000)
