@@ -764,16 +764,20 @@ class Am7990:
         c = self.counters
         c.rx_offered += 1
         n = len(frame)
-        if has_fcs or not self._rx_fast or n < MIN_FRAME_WITHOUT_FCS or n > MAX_FRAME_WITHOUT_FCS:
+        if has_fcs or not self._rx_fast or not MIN_FRAME_WITHOUT_FCS <= n <= MAX_FRAME_WITHOUT_FCS:
             return self._receive(frame, has_fcs, n)
         # Hot path (see _paths_changed): a host frame (the chip adds the FCS) that needs no
         # padding and fits the current descriptor's buffer. Same effect as _receive.
-        dst = frame[:6]
-        if type(dst) is not bytes:
-            dst = bytes(dst)  # the filter hashes it
-        if not self._accepts(dst):
-            c.rx_filtered += 1
-            return _FILTERED
+        if type(frame) is bytes:
+            if not self._accepts(frame[:6]):
+                c.rx_filtered += 1
+                return _FILTERED
+            crc = None
+        else:
+            if not self._accepts(bytes(frame[:6])):  # the filter may hash it
+                c.rx_filtered += 1
+                return _FILTERED
+            crc = zlib.crc32(frame)
         ram = self._ram
         rmask = self._ram_mask
         idx = self._rx_idx
@@ -784,8 +788,7 @@ class Am7990:
             end = b + n
             if n + 4 <= ((-w2) & 0xFFF or 4096) and end + 4 <= rmask + 1:
                 ram[b:end] = frame
-                _FCS_PACK(ram, end, crc32_bytes(frame, n, 0) if type(frame) is bytes
-                          else zlib.crc32(frame))
+                _FCS_PACK(ram, end, crc32_bytes(frame, n, 0) if crc is None else crc)
                 # RMD1 (STP|ENP, OWN cleared), RMD2 as it was, RMD3 = MCNT incl. FCS: one store
                 # (the general path writes RMD3 before RMD1; nothing runs between the two here)
                 _RMD123_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300, w2, n + 4)
@@ -798,7 +801,8 @@ class Am7990:
                 if csr0 & _INEA and not self._irq_level:
                     self._update_irq()
                 return _ACCEPTED
-        st = self._rx_store(frame, zlib.crc32(frame).to_bytes(4, "little"), False)
+        st = self._rx_store(frame, _FCS_BYTES(crc32_bytes(frame, n, 0) if crc is None else crc),
+                            False)
         self._update_irq()
         return st
 
