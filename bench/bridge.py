@@ -19,7 +19,9 @@ Figures (JSON keys):
                               64 KB: what the bridge adds on top of the segmentation; the worse
                               of tcp4 and tcp6 (each is in res["tcp4"] / res["tcp6"])
   stage_us_per_super_packet   {capture, segment, queue}: poll from the replay backend, segment
-                              (run + take), everything else up to the hand-off to the chip
+                              (pooled run + views), everything else up to the hand-off to the chip
+  queue_ns_per_frame          the "queue" stage per frame: filter, policy, queue, delivery loop
+                              and the sink chip's receive() call
   legacy_delivered_fraction   TCP stream bytes the guest got with drop-legacy / with segment
                               (board + Linux-style driver, fast timing)
   legacy_delivered_bytes_fraction  frame bytes delivered to the card, drop-legacy / segment
@@ -173,6 +175,7 @@ def bench_replay(packets, reps):
             br.service(0)
         best_all = min(best_all, CLOCK() - t)
         assert br.stats()["dropped_total"] == 0, br.stats()["dropped"]
+        frames = br.stats()["segments_made"]
     avg = sbytes / n
     seg_us = best_seg / n / 1000
     ing_us = best_ing / n / 1000
@@ -191,6 +194,8 @@ def bench_replay(packets, reps):
         "stage_us_per_super_packet": {"capture": round(cap_us, 2), "segment": round(seg_us, 2),
                                       "queue": round(max(0.0, all_us - cap_us - seg_us), 2)},
         "service_us_per_super_packet": round(all_us, 2),
+        "frames_per_super_packet": round(frames / n, 1),
+        "queue_ns_per_frame": round(max(0.0, all_us - cap_us - seg_us) * 1000 / (frames / n)),
         "replay_MBps": round(sbytes / (best_all / 1e9) / 1e6, 1),
         "super_packets_per_s": round(n / (best_all / 1e9)),
         "segment_only_MBps": round(sbytes / (best_seg / 1e9) / 1e6, 1),
@@ -425,7 +430,9 @@ def main(argv=None):
         ("bridge overhead per 64 KB", f"{res['bridge_overhead_us_per_64k']} us, the worse of tcp4 "
                                       f"{res['tcp4']['bridge_overhead_us_per_64k']} us and tcp6 "
                                       f"{res['tcp6']['bridge_overhead_us_per_64k']} us"),
-        ("stages per super-packet", ", ".join(f"{k} {v} us" for k, v in res["stage_us_per_super_packet"].items())),
+        ("stages per super-packet", ", ".join(f"{k} {v} us" for k, v in res["stage_us_per_super_packet"].items())
+                                    + f" ({res['tcp4']['frames_per_super_packet']} frames: "
+                                    f"{res['tcp4']['queue_ns_per_frame']} ns per frame after segmentation)"),
         ("card + driver, fast timing", f"{res['card_fast_MBps']} MB/s (stream verified: {res['segment_stream_verified']})"),
         ("legacy delivered fraction", f"{res['legacy_delivered_fraction']} of the stream, "
                                       f"{res['legacy_delivered_bytes_fraction']} of the bytes"),
