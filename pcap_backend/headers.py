@@ -27,6 +27,7 @@ Rules (all bounded, all total: any bytes give a result or None, never an excepti
 """
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple, Optional
 
 __all__ = ["Headers", "Tcp", "Udp", "walk", "tcp", "udp", "tcp_mss_option", "ETH_P_IP",
@@ -47,6 +48,13 @@ MAX_IPV6_EXT_HEADERS = 8
 _IP_MF_OFFSET = 0x3FFF          # IPv4 flags MF + fragment offset
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 TCP_OPT_END, TCP_OPT_NOP, TCP_OPT_MSS = 0, 1, 2
+
+_TCP = struct.Struct("!HHIxxxxBB")   # sport, dport, seq, (ack), data offset, flags
+_UDP = struct.Struct("!HH")
+_IP4 = struct.Struct("!BxHxxHxB")    # version/IHL, total length, flags/fragment offset, protocol
+# The results are built with tuple.__new__ (what NamedTuple.__new__ does after binding its
+# arguments): the same objects, without the Python-level constructor on the per-frame path.
+_new = tuple.__new__
 
 
 class Headers(NamedTuple):
@@ -111,18 +119,16 @@ def walk(frame) -> Optional[Headers]:
     if et == ETH_P_IP:
         if cap < 20:
             return None
-        vihl = frame[l3]
+        vihl, total, frag, proto = _IP4.unpack_from(frame, l3)
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20 or cap < ihl:
             return None
-        total = (frame[l3 + 2] << 8) | frame[l3 + 3]
         if total == 0 and cap > 65535:
             total = cap  # BIG TCP
         elif total < ihl or total > cap:
             return None
-        frag = bool(((frame[l3 + 6] << 8) | frame[l3 + 7]) & _IP_MF_OFFSET)
-        return Headers(tags, et, l3, 4, frame[l3 + 12:l3 + 16], frame[l3 + 16:l3 + 20],
-                       frame[l3 + 9], l3 + ihl, l3 + total, ihl - 20, frag)
+        return _new(Headers, (tags, et, l3, 4, frame[l3 + 12:l3 + 16], frame[l3 + 16:l3 + 20],
+                              proto, l3 + ihl, l3 + total, ihl - 20, bool(frag & _IP_MF_OFFSET)))
     if et == ETH_P_IPV6:
         if cap < 40 or frame[l3] >> 4 != 6:
             return None
@@ -144,8 +150,8 @@ def walk(frame) -> Optional[Headers]:
         else:
             if nh in _IPV6_WALKED:
                 return None  # more extension headers than we walk
-        return Headers(tags, et, l3, 6, frame[l3 + 8:l3 + 24], frame[l3 + 24:l3 + 40], nh, l4,
-                       end, l4 - l3 - 40, nh == _IPV6_FRAGMENT)
+        return _new(Headers, (tags, et, l3, 6, frame[l3 + 8:l3 + 24], frame[l3 + 24:l3 + 40], nh,
+                              l4, end, l4 - l3 - 40, nh == _IPV6_FRAGMENT))
     return None
 
 
@@ -156,19 +162,19 @@ def tcp(frame, h: Optional[Headers]) -> Optional[Tcp]:
     l4, end = h.l4, h.end
     if l4 + 20 > end:
         return None
-    thl = (frame[l4 + 12] >> 4) * 4
+    sport, dport, seq, off, flags = _TCP.unpack_from(frame, l4)
+    thl = (off >> 4) * 4
     if thl < 20 or l4 + thl > end:
         return None
-    return Tcp((frame[l4] << 8) | frame[l4 + 1], (frame[l4 + 2] << 8) | frame[l4 + 3],
-               int.from_bytes(frame[l4 + 4:l4 + 8], "big"), frame[l4 + 13], thl, l4 + thl, end)
+    return _new(Tcp, (sport, dport, seq, flags, thl, l4 + thl, end))
 
 
 def udp(frame, h: Optional[Headers]) -> Optional[Udp]:
     """The UDP header of a walked frame, or None (not UDP, a fragment, or no whole header)."""
     if h is None or h.proto != IPPROTO_UDP or h.fragment or h.l4 + 8 > h.end:
         return None
-    l4 = h.l4
-    return Udp((frame[l4] << 8) | frame[l4 + 1], (frame[l4 + 2] << 8) | frame[l4 + 3], l4 + 8, h.end)
+    sport, dport = _UDP.unpack_from(frame, h.l4)
+    return _new(Udp, (sport, dport, h.l4 + 8, h.end))
 
 
 def tcp_mss_option(frame, t: Optional[Tcp]) -> Optional[int]:

@@ -121,3 +121,16 @@ def test_the_stream_collector_reads_vlan_tagged_udp_datagrams():
     for i, f in enumerate(frames):
         sc.add(f, i)
     assert sc.stream() == bytes([0]) * 100 + bytes([1]) * 100 + bytes([2]) * 100
+
+
+def test_the_cli_demo_counts_icmp_echo_replies_through_the_walker_tagged_or_not():
+    from a2065.cli.main import _is_icmp_echo_reply
+    s, d = bytes([10, 0, 2, 15]), bytes([10, 0, 2, 2])
+
+    def icmp(kind):
+        body = bytes([kind, 0, 0, 0, 0x20, 0x65, 0, 1]) + bytes(56)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0, 64, 1, 0, s, d)
+        return PEER_MAC + CARD_MAC + b"\x08\x00" + ip + body
+
+    assert _is_icmp_echo_reply(icmp(0)) and _is_icmp_echo_reply(tag(icmp(0), 0x8100))
+    assert not _is_icmp_echo_reply(icmp(8)) and not _is_icmp_echo_reply(icmp(0)[:30])

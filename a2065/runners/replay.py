@@ -159,9 +159,10 @@ class StreamCollector:
         h = headers.walk(frame)  # VLAN-tagged frames too (up to two tags)
         if h is None:
             return
-        u = headers.udp(frame, h)
-        if u is not None:
-            self._udp(h.src + h.dst + frame[h.l4:h.l4 + 4], frame[u.data:u.end], t_ns)
+        if h.proto == headers.IPPROTO_UDP:
+            u = headers.udp(frame, h)
+            if u is not None:
+                self._udp(h.src + h.dst + frame[h.l4:h.l4 + 4], frame[u.data:u.end], t_ns)
             return
         t = headers.tcp(frame, h)
         if t is None:
