@@ -26,7 +26,8 @@ Figures (JSON keys):
                               (board + Linux-style driver, fast timing)
   legacy_delivered_bytes_fraction  frame bytes delivered to the card, drop-legacy / segment
   card_fast_MBps              the same replay through bridge + card + driver (fast timing), guest
-                              bytes per wall second
+                              bytes per wall second (one run); card_fast_cpu_MBps: per second of
+                              the thread's CPU time, best of 5 (includes the StreamCollector)
   afpacket_live_MBps          root only: a bulk TCP transfer between two namespaces captured with
                               AF_PACKET (vnet header) on the receiver's veth and run through the
                               bridge into a sink chip; kernel drops reported
@@ -216,8 +217,19 @@ def bench_card(packets, mac):
         out[policy] = {"stream_bytes": len(sc.stream()), "guest_bytes": s["driver"]["rx_bytes"],
                        "delivered_bytes": s["bridge"]["delivered_bytes"], "wall_s": wall,
                        "sha256": sc.sha256()}
+    # the same segment run, thread CPU time, best of 5: the wall-clock figure above swings 2-4x
+    # on a shared machine
+    best = float("inf")
+    for _ in range(5):
+        sc = StreamCollector()
+        r = Runner(CaptureReplay(packets, start_ns=1_000_000), policy="segment", timing="fast",
+                   mac=mac, on_receive=lambda f, ts: sc.add(f, ts))
+        t = CLOCK()
+        r.run()
+        best = min(best, CLOCK() - t)
     seg, leg = out["segment"], out["drop-legacy"]
     return {
+        "card_fast_cpu_MBps": round(seg["guest_bytes"] / (best / 1e9) / 1e6, 1),
         "legacy_delivered_fraction": round(leg["stream_bytes"] / seg["stream_bytes"], 4),
         "legacy_delivered_bytes_fraction": round(leg["delivered_bytes"] / seg["delivered_bytes"], 4),
         "card_fast_MBps": round(seg["guest_bytes"] / seg["wall_s"] / 1e6, 2),
@@ -433,7 +445,8 @@ def main(argv=None):
         ("stages per super-packet", ", ".join(f"{k} {v} us" for k, v in res["stage_us_per_super_packet"].items())
                                     + f" ({res['tcp4']['frames_per_super_packet']} frames: "
                                     f"{res['tcp4']['queue_ns_per_frame']} ns per frame after segmentation)"),
-        ("card + driver, fast timing", f"{res['card_fast_MBps']} MB/s (stream verified: {res['segment_stream_verified']})"),
+        ("card + driver, fast timing", f"{res['card_fast_MBps']} MB/s wall, {res['card_fast_cpu_MBps']} MB/s CPU "
+                                       f"(stream verified: {res['segment_stream_verified']})"),
         ("legacy delivered fraction", f"{res['legacy_delivered_fraction']} of the stream, "
                                       f"{res['legacy_delivered_bytes_fraction']} of the bytes"),
     ]
