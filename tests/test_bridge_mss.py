@@ -198,3 +198,17 @@ def test_frames_without_metadata_or_learned_mss_still_fill_the_wire():
     bridge = Bridge(ListBackend([Packet(0, ipv4_tcp(bytes(3000), seq=1), None)]), chip)
     bridge.service(0)
     assert [len(d) for _, d, _ in _segments(f for _, f in chip.got)] == [1460, 1460, 80]
+
+
+def test_pure_acks_pass_even_when_the_learned_mss_leaves_no_room_for_payload():
+    chip = ChipDouble()
+    backend = ListBackend()
+    bridge = Bridge(backend, chip)
+    syn = ipv4_tcp(b"", dst_mac=PEER_MAC, src_mac=CARD_MAC, src="10.0.0.1", dst="10.0.0.2",
+                   sport=40000, dport=5001, flags=0x02, options=b"\x02\x04\x00\x0c")  # MSS 12
+    chip.send(syn, 0)
+    ack = ipv4_tcp(b"", seq=1, flags=0x10, options=b"\x01\x01\x08\x0a" + bytes(8))
+    backend.add(0, ack)
+    bridge.service(0)
+    assert [f[:len(ack)] for _, f in chip.got] == [ack]
+    assert check_invariant(bridge)["dropped_total"] == 0

@@ -93,23 +93,19 @@ class MssTable:
             t.popitem(last=False)
         return True
 
-    def payload_limit(self, frame) -> int:
+    def payload_limit(self, frame) -> Optional[int]:
         """Largest TCP payload a segment of `frame`'s flow may carry: the learned MSS minus the
-        segment's TCP options and IP options (RFC 6691); 0 when nothing was learned for the flow
-        or the frame is not TCP. Raises MssError when the options leave no payload."""
+        segment's TCP options and IP options (RFC 6691), <= 0 when the options leave no room;
+        None when nothing was learned for the flow or the frame is not TCP."""
         h = headers.walk(frame)
         t = headers.tcp(frame, h)
         if t is None:
-            return 0
+            return None
         mss = self._t.get((h.src, h.dst, t.sport, t.dport))
         if not mss:
-            return 0
+            return None
         self._c.mss_used += 1
-        limit = mss - t.options_len - h.ip_options
-        if limit <= 0:
-            raise MssError(f"MSS {mss} leaves no payload after {t.options_len + h.ip_options} "
-                           f"bytes of options")
-        return limit
+        return mss - t.options_len - h.ip_options
 
 
 def tcp_flow(frame: bytes):
@@ -270,13 +266,17 @@ class ReceivePolicy:
                 csum, cs, co = CSUM_PARTIAL, meta.csum_start, meta.csum_offset
             elif not self.csum_detect or meta.csum_valid:
                 csum = CSUM_NONE
-        try:
-            mss = self.mss.payload_limit(frame) if not gso and len(self.mss) else 0
-            if small:
-                if not mss or not _payload_exceeds(frame, mss):
-                    return (self._complete_only(frame, None) if self.csum_detect else (frame,))
+        if not small:
             c.super_packets += 1
-            frames = self.seg.split(frame, gso, mss, csum, cs, co)
+        try:
+            limit = self.mss.payload_limit(frame) if not gso and len(self.mss) else None
+            if small:
+                if limit is None or not _payload_exceeds(frame, max(0, limit)):
+                    return (self._complete_only(frame, None) if self.csum_detect else (frame,))
+                c.super_packets += 1
+            if limit is not None and limit <= 0:
+                raise MssError("the learned MSS leaves no payload after the segment's options")
+            frames = self.seg.split(frame, gso, limit or 0, csum, cs, co)
         except ValueError as e:  # native.SegmentError and subclasses, MssError
             c.reject(type(e).__name__)
             self._once("seg:" + type(e).__name__, "cannot segment a %d-byte frame, dropping: %s",
