@@ -363,6 +363,8 @@ def test_bad_policy_delivery_or_timing_is_rejected_with_the_choices():
         Bridge(ListBackend(), ChipDouble(), timing="slow")
 
 
+@pytest.mark.skipif(__import__("native").IMPLEMENTATION != "c",
+                    reason="the Segmenter pool needs the C core (A2065_NATIVE=python forces the oracle)")
 def test_pooled_segment_buffers_are_reused_only_once_no_frame_cut_into_them_is_alive():
     from pcap_backend.bridge.policy import Segmentation
     seg = Segmentation(pool_size=2)

@@ -195,8 +195,10 @@ class Segmentation:
 
 
 def _has_segmenter() -> bool:
+    """The C core's Segmenter, and reference counts to tell when a pooled one is free
+    (CPython)."""
     return (native is not None and getattr(native, "IMPLEMENTATION", "python") == "c"
-            and hasattr(native, "Segmenter"))
+            and hasattr(native, "Segmenter") and hasattr(sys, "getrefcount"))
 
 
 def _segment_function():
