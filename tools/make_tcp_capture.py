@@ -122,7 +122,8 @@ def _packet_socket(iface: str, vnet: bool) -> socket.socket:
     return s
 
 
-def _socket_reader(s: socket.socket, vnet: bool):
+def _socket_reader(s: socket.socket):
+    """(fileno, read, drops) over an AF_PACKET socket; read() returns [(ts_ns, pkttype, data)]."""
     def read():
         out = []
         for _ in range(4096):  # bounded per call
@@ -153,10 +154,10 @@ def role_capture(iface: str, out_path: str, mode: str = "vnet") -> None:
     if mode == "libpcap":
         fd, read, drops = _libpcap_reader(iface)
     else:
-        fd, read, drops = _socket_reader(_packet_socket(iface, mode == "vnet"), mode == "vnet")
+        fd, read, drops = _socket_reader(_packet_socket(iface, mode == "vnet"))
     truth = None
     if mode != "vnet":
-        truth = _socket_reader(_packet_socket(iface, True), True)
+        truth = _socket_reader(_packet_socket(iface, True))
     stop = False
 
     def on_term(signum, frame):
@@ -180,7 +181,7 @@ def role_capture(iface: str, out_path: str, mode: str = "vnet") -> None:
         records += read()
         if truth:
             for _ts, _pt, data in truth[1]():
-                gso_type, gso_size = VNET_HDR.unpack_from(data)[1], VNET_HDR.unpack_from(data)[3]
+                _flags, gso_type, _hdr_len, gso_size, _cs, _co = VNET_HDR.unpack_from(data)
                 if gso_type and len(data) - VNET_HDR.size > 1514:
                     gso_sizes.append(gso_size)
     tp_packets, tp_drops = drops()
