@@ -19,10 +19,8 @@ __all__ = [
     "PcapngReplay", "PcapngRecorder",
 ]
 
-try:  # the bridge is another engineer's module; the backends work without it
-    from .bridge import Bridge, PcapngTee  # noqa: F401
-except ImportError:  # pragma: no cover - only while bridge.py is absent or broken
-    pass
-else:
-    __all__ += ["Bridge", "PcapngTee"]
+from .base import ChipPort  # noqa: E402  (what the bridge needs from the chip)
+from .bridge import Bridge, PcapngTee  # noqa: E402
+
+__all__ += ["ChipPort", "Bridge", "PcapngTee"]
 

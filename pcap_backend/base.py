@@ -14,10 +14,11 @@ from __future__ import annotations
 import abc
 import logging
 import struct
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Protocol, runtime_checkable
 
 __all__ = [
     "Backend",
+    "ChipPort",
     "Packet",
     "PacketMeta",
     "BackendError",
@@ -137,6 +138,46 @@ class Packet(NamedTuple):
     arrival_ns: int
     frame: bytes
     meta: Optional[PacketMeta] = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The chip as the bridge sees it
+
+
+@runtime_checkable
+class ChipPort(Protocol):
+    """What `Bridge` needs from the chip it feeds; `lance.Am7990` is one (a test checks it).
+
+    The bridge never reaches past this port: it does not import `lance`, read private state or
+    probe attribute names. Pass the chip (``card.lance``), not the board.
+    """
+
+    #: The transmit callback ``transmit(frame_with_fcs, t_ns) -> bool | None``; the bridge
+    #: installs its own here. False tells the chip the frame was not carried (TMD3.LCAR).
+    transmit: Optional[Callable[[bytes, int], Optional[bool]]]
+    #: Emulated time in ns; the caller advances the chip before `Bridge.service(now)`.
+    now: int
+    #: "fast" or "wire" (the bridge's default timing).
+    timing: str
+
+    @property
+    def mode(self) -> int:
+        """The MODE register as the last INIT loaded it (LOOP, INTL, DTCR, PROM bits)."""
+
+    @property
+    def padr(self) -> bytes:
+        """The physical address (6 bytes) the last INIT loaded; all zero before the first."""
+
+    def receive(self, frame, *, has_fcs: bool = False):
+        """Offer one frame from the wire at ``now``; returns a status whose ``name`` is ACCEPTED,
+        FILTERED, MISSED, RX_OFF, BUSY, TOO_LONG or RUNT. The chip copies what it keeps: the
+        caller may reuse the frame's buffer once this returns."""
+
+    def rx_ready(self, length: int) -> bool:
+        """A frame of `length` bytes would be stored now (lossless delivery waits for this)."""
+
+    def rx_idle_at(self) -> int:
+        """Earliest emulated time the receiver takes another frame (wire timing)."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,3 +56,32 @@ def test_counters_add_up_and_bounds_hold_for_any_traffic(pkts, policy, delivery,
     else:
         assert bridge.queue_frames <= 10
     assert all(f[6:12] != CARD_MAC for _, f in chip.got)
+
+
+@given(queue_frames=st.integers(1, 120), queue_bytes=st.integers(1514, 120_000),
+       prefill=st.integers(0, 60), payload=st.integers(1, 40_000), gso=st.integers(200, 1460))
+def test_the_queue_takes_every_leading_segment_that_fits_its_free_room(queue_frames, queue_bytes,
+                                                                         prefill, payload, gso):
+    """A lower bound on what the queue accepts: with room for r more frames and b more bytes, a
+    super-packet's leading segments are taken up to the first that does not fit (never fewer)."""
+    chip = ChipDouble(descriptors=0)
+    bridge = Bridge(ListBackend(), chip, queue_frames=queue_frames, queue_bytes=queue_bytes,
+                    backpressure=False)
+    for i in range(prefill):
+        bridge.ingest(ipv4_tcp(bytes(100), seq=i * 100), None)
+    frames0, bytes0 = bridge.queued, bridge.queued_bytes
+    # headers 14 + 20 + 20; every frame padded to the 60-byte wire minimum
+    sizes = [max(60, 54 + min(gso, payload - off)) for off in range(0, payload, gso)]
+    room_frames, room_bytes = queue_frames - frames0, queue_bytes - bytes0
+    fit = used = 0
+    for size in sizes:
+        if fit == room_frames or used + size > room_bytes:
+            break
+        fit += 1
+        used += size
+    big = ipv4_tcp(bytes(payload), seq=1)
+    taken = bridge.ingest(big, PacketMeta(1, gso, False, 0, 0, True))
+    assert taken == fit
+    assert bridge.queued == frames0 + fit and bridge.queued_bytes == bytes0 + used
+    s = bridge.stats()
+    assert s["frames_in"] == s["delivered"] + s["queued"] + s["dropped_total"]

@@ -9,10 +9,21 @@ virtio_net_hdr the kernel attaches (gso_type, gso_size, csum_start, csum_offset,
 nanosecond timestamp (SO_TIMESTAMPNS). The result is written as pcapng (if_tsresol 9) with the
 metadata as a JSON `opt_comment` on each Enhanced Packet Block; see fixtures/captures/README.md.
 
+Small-MSS captures without kernel metadata (the path of a libpcap bridge, or AF_PACKET without the
+virtio-net header): ``--mss 536`` makes the receiver (the guest's role) advertise that MSS
+(TCP_MAXSEG before listen/connect), ``--timestamps off`` turns TCP timestamps off in both
+namespaces (net.ipv4.tcp_timestamps, per namespace), ``--capture afpacket|libpcap`` records without
+the virtio-net header and ``--capture-side receiver`` records on the receiver's veth (where a bridge
+listens: the sender's TSO super-packets arrive whole). A second AF_PACKET socket with the vnet
+header records the kernel's gso_size of every super-packet in the same run (the truth the bridge's
+segments are checked against); it goes into the section header's comment, not the packets.
+
 Usage (root):
     python3 tools/make_tcp_capture.py --family 4 --size 2097152 --out fixtures/captures/tcp4_tso.pcapng
     python3 tools/make_tcp_capture.py --family 6 --size 2097152 --out fixtures/captures/tcp6_tso.pcapng
     python3 tools/make_tcp_capture.py --udp-gso --size 131072 --out fixtures/captures/udp4_gso.pcapng
+    python3 tools/make_tcp_capture.py --family 4 --mss 536 --capture libpcap --capture-side receiver \
+        --size 262144 --out fixtures/captures/tcp4_mss536_ts_libpcap.pcapng
 
 The stream's SHA-256 and the capture's counts are printed as JSON (and go into the README).
 Everything stays inside the two namespaces this script creates (names include the pid); they are
@@ -57,16 +68,96 @@ def stream_bytes(size: int, seed: int = SEED) -> bytes:
 
 # --------------------------------------------------------------------------- roles in namespaces
 
-def role_capture(iface: str, out_path: str) -> None:
-    """Record frames on `iface` until SIGTERM; write raw records to out_path (a pickle-free format)."""
+def _libpcap_reader(iface: str):
+    """(fileno, read) over a libpcap handle on `iface`, both directions, full snaplen, immediate
+    mode; read() returns [(ts_ns, pkttype, frame)] (libpcap gives no direction: pkttype 0, the
+    caller tells directions apart by source MAC). Uses the project's libpcap loader."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from pcap_backend.backends.pcap import load_libpcap
+    ffi, lib = load_libpcap()
+    err = ffi.new("char[]", 512)
+    p = lib.pcap_create(iface.encode(), err)
+    if p == ffi.NULL:
+        raise RuntimeError(ffi.string(err).decode())
+    lib.pcap_set_snaplen(p, 262144)
+    lib.pcap_set_promisc(p, 1)
+    lib.pcap_set_immediate_mode(p, 1)
+    lib.pcap_set_buffer_size(p, 256 << 20)
+    if lib.pcap_activate(p) < 0:
+        raise RuntimeError(ffi.string(lib.pcap_geterr(p)).decode())
+    lib.pcap_setnonblock(p, 1, err)
+    h = ffi.new("struct pcap_pkthdr **")
+    d = ffi.new("const unsigned char **")
+
+    def read():
+        out = []
+        for _ in range(4096):  # bounded per call
+            if lib.pcap_next_ex(p, h, d) != 1:
+                break
+            hdr = h[0]
+            if hdr.caplen < hdr.len:
+                raise RuntimeError("libpcap cut a frame at snaplen")
+            ts = hdr.ts.tv_sec * 1_000_000_000 + hdr.ts.tv_usec * 1000
+            out.append((ts, 0, bytes(ffi.buffer(d[0], hdr.caplen))))
+        return out
+
+    def drops():
+        st = ffi.new("struct pcap_stat *")
+        lib.pcap_stats(p, st)
+        return st.ps_recv, st.ps_drop + st.ps_ifdrop
+
+    return lib.pcap_get_selectable_fd(p), read, drops
+
+
+def _packet_socket(iface: str, vnet: bool) -> socket.socket:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # must precede bind
+    if vnet:
+        s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)  # must precede bind
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     try:
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 256 << 20)
     except OSError:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
     s.bind((iface, 0))
+    return s
+
+
+def _socket_reader(s: socket.socket):
+    """(fileno, read, drops) over an AF_PACKET socket; read() returns [(ts_ns, pkttype, data)]."""
+    def read():
+        out = []
+        for _ in range(4096):  # bounded per call
+            try:
+                data, anc, _flags, addr = s.recvmsg(262144 + VNET_HDR.size, 64, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            ts = None
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", cdata[:16])
+                    ts = sec * 1_000_000_000 + nsec
+            out.append((ts if ts is not None else time.time_ns(), addr[2], data))
+        return out
+
+    def drops():
+        return struct.unpack("II", s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+
+    return s.fileno(), read, drops
+
+
+def role_capture(iface: str, out_path: str, mode: str = "vnet") -> None:
+    """Record frames on `iface` until SIGTERM; write raw records to out_path (a pickle-free format).
+
+    mode vnet: AF_PACKET with the virtio-net header (each record starts with it); afpacket: plain
+    AF_PACKET; libpcap: a libpcap handle. In the last two a second, vnet-header socket records the
+    kernel's gso_size of every super-packet into out_path + ".gso" (JSON list)."""
+    if mode == "libpcap":
+        fd, read, drops = _libpcap_reader(iface)
+    else:
+        fd, read, drops = _socket_reader(_packet_socket(iface, mode == "vnet"))
+    truth = None
+    if mode != "vnet":
+        truth = _socket_reader(_packet_socket(iface, True))
     stop = False
 
     def on_term(signum, frame):
@@ -75,27 +166,29 @@ def role_capture(iface: str, out_path: str) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     records = []
+    gso_sizes = []
     print("ready", flush=True)
     idle_after_stop = 0
+    fds = [fd] + ([truth[0]] if truth else [])
     while True:
-        r, _, _ = select.select([s], [], [], 0.1)
+        r, _, _ = select.select(fds, [], [], 0.1)
         if not r:
             if stop:
                 idle_after_stop += 1
                 if idle_after_stop >= 3:
                     break
             continue
-        data, anc, _flags, addr = s.recvmsg(262144 + VNET_HDR.size, 64)
-        ts = None
-        for level, typ, cdata in anc:
-            if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
-                sec, nsec = struct.unpack("qq", cdata[:16])
-                ts = sec * 1_000_000_000 + nsec
-        if ts is None:
-            ts = time.time_ns()
-        records.append((ts, addr[2], data))
-    raw = s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-    tp_packets, tp_drops = struct.unpack("II", raw)
+        records += read()
+        if truth:
+            for _ts, _pt, data in truth[1]():
+                _flags, gso_type, _hdr_len, gso_size, _cs, _co = VNET_HDR.unpack_from(data)
+                if gso_type and len(data) - VNET_HDR.size > 1514:
+                    gso_sizes.append(gso_size)
+    tp_packets, tp_drops = drops()
+    if truth:
+        tp_drops += truth[2]()[1]
+        with open(out_path + ".gso", "w") as f:
+            json.dump(gso_sizes, f)
     with open(out_path, "wb") as f:
         f.write(struct.pack("<II", tp_packets, tp_drops))
         for ts, pkttype, data in records:
@@ -103,7 +196,12 @@ def role_capture(iface: str, out_path: str) -> None:
             f.write(data)
 
 
-def role_receiver(family: int, udp: bool, expect: int) -> None:
+TCP_MAXSEG = 2
+
+
+def role_receiver(family: int, udp: bool, expect: int, mss: int = 0, connect: bool = False) -> None:
+    """The guest's role: receive the stream. mss: advertise it (TCP_MAXSEG before listen or
+    connect); connect: be the client (the MSS then rides on the SYN, else on the SYN-ACK)."""
     fam = socket.AF_INET6 if family == 6 else socket.AF_INET
     addr = ADDR6[1] if family == 6 else ADDR4[1]
     h = hashlib.sha256()
@@ -125,12 +223,27 @@ def role_receiver(family: int, udp: bool, expect: int) -> None:
             datagrams += 1
         print(json.dumps({"sha256": h.hexdigest(), "bytes": total, "datagrams": datagrams}), flush=True)
         return
-    ls = socket.socket(fam, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, PORT))
-    ls.listen(1)
-    print("ready", flush=True)
-    c, _ = ls.accept()
+    if connect:
+        c = socket.socket(fam, socket.SOCK_STREAM)
+        if mss:
+            c.setsockopt(socket.IPPROTO_TCP, TCP_MAXSEG, mss)
+        print("ready", flush=True)
+        peer = ADDR6[0] if family == 6 else ADDR4[0]
+        for _ in range(100):
+            try:
+                c.connect((peer, PORT))
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+    else:
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if mss:
+            ls.setsockopt(socket.IPPROTO_TCP, TCP_MAXSEG, mss)
+        ls.bind((addr, PORT))
+        ls.listen(1)
+        print("ready", flush=True)
+        c, _ = ls.accept()
     while True:
         d = c.recv(1 << 20)
         if not d:
@@ -141,7 +254,7 @@ def role_receiver(family: int, udp: bool, expect: int) -> None:
     print(json.dumps({"sha256": h.hexdigest(), "bytes": total}), flush=True)
 
 
-def role_sender(family: int, udp: bool, size: int, gso: int) -> None:
+def role_sender(family: int, udp: bool, size: int, gso: int, listen: bool = False) -> None:
     fam = socket.AF_INET6 if family == 6 else socket.AF_INET
     src, dst = (ADDR6 if family == 6 else ADDR4)
     data = stream_bytes(size)
@@ -155,9 +268,16 @@ def role_sender(family: int, udp: bool, size: int, gso: int) -> None:
             time.sleep(0.005)  # let the receiver and the capture keep up
         s.close()
         return
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.bind((src, 0))
-    s.connect((dst, PORT))
+    if listen:  # the receiver connects (--guest-connects)
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((src, PORT))
+        ls.listen(1)
+        s, _ = ls.accept()
+    else:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.bind((src, 0))
+        s.connect((dst, PORT))
     # Paced in 256 KB writes so the Python capture loses nothing; TSO still builds 64 KB frames.
     step = 256 * 1024
     for off in range(0, size, step):
@@ -185,7 +305,10 @@ def wait_ready(p: subprocess.Popen, what: str) -> None:
         raise RuntimeError(f"{what} did not start: {line!r} {p.stderr.read()}")
 
 
-def write_pcapng(path: str, records, comment: str) -> dict:
+def write_pcapng(path: str, records, comment: str, vnet: bool = True, own_mac: bytes = b"") -> dict:
+    """Records -> pcapng. vnet: each record starts with the virtio_net_hdr (written as the EPB's
+    JSON comment); else the EPB comment holds only the direction, told by pkttype or, where the
+    capture gave none (libpcap), by the source MAC (own_mac: the captured veth's address)."""
     from pcapng import FileWriter, blocks
 
     shb = blocks.SectionHeader(options={"shb_userappl": "a2065 tools/make_tcp_capture.py",
@@ -196,11 +319,18 @@ def write_pcapng(path: str, records, comment: str) -> dict:
     with open(path, "wb") as f:
         w = FileWriter(f, shb)
         for ts, pkttype, data in records:
-            flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
-            frame = data[VNET_HDR.size:]
-            meta = {"dir": "out" if pkttype == PKTTYPE_OUTGOING else "in", "flags": flags,
-                    "gso_type": gso_type, "hdr_len": hdr_len, "gso_size": gso_size,
-                    "csum_start": csum_start, "csum_offset": csum_offset}
+            if not vnet:
+                frame = data
+                if pkttype == 0 and own_mac:
+                    pkttype = PKTTYPE_OUTGOING if frame[6:12] == own_mac else 0
+                meta = {"dir": "out" if pkttype == PKTTYPE_OUTGOING else "in"}
+                gso_type = 0
+            else:
+                flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack_from(data)
+                frame = data[VNET_HDR.size:]
+                meta = {"dir": "out" if pkttype == PKTTYPE_OUTGOING else "in", "flags": flags,
+                        "gso_type": gso_type, "hdr_len": hdr_len, "gso_size": gso_size,
+                        "csum_start": csum_start, "csum_offset": csum_offset}
             direction = 2 if pkttype == PKTTYPE_OUTGOING else 1  # epb_flags bits 0-1
             epb = shb.new_member(blocks.EnhancedPacket, interface_id=0, packet_data=frame,
                                  packet_len=len(frame),
@@ -211,7 +341,7 @@ def write_pcapng(path: str, records, comment: str) -> dict:
             stats["frames"] += 1
             stats["outgoing" if pkttype == PKTTYPE_OUTGOING else "incoming"] += 1
             stats["largest_frame"] = max(stats["largest_frame"], len(frame))
-            if gso_type != 0 and len(frame) > 1514:
+            if len(frame) > 1514:
                 stats["super_packets"] += 1
     return stats
 
@@ -227,16 +357,25 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=2 * 1024 * 1024)
     ap.add_argument("--out")
     ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--mss", type=int, default=0, help="MSS the receiver advertises (TCP_MAXSEG)")
+    ap.add_argument("--timestamps", choices=["on", "off"], default="on",
+                    help="net.ipv4.tcp_timestamps in both namespaces")
+    ap.add_argument("--capture", choices=["vnet", "afpacket", "libpcap"], default="vnet",
+                    help="vnet: AF_PACKET with the virtio-net header; afpacket: without it; libpcap")
+    ap.add_argument("--capture-side", choices=["sender", "receiver"], default="sender",
+                    help="whose veth to record on")
+    ap.add_argument("--guest-connects", action="store_true",
+                    help="the receiver opens the connection (its MSS rides on the SYN)")
     a = ap.parse_args()
 
     if a.role == "capture":
-        role_capture(a.iface, a.raw)
+        role_capture(a.iface, a.raw, a.capture)
         return 0
     if a.role == "receiver":
-        role_receiver(a.family, a.udp_gso, a.size)
+        role_receiver(a.family, a.udp_gso, a.size, a.mss, a.guest_connects)
         return 0
     if a.role == "sender":
-        role_sender(a.family, a.udp_gso, a.size, a.gso)
+        role_sender(a.family, a.udp_gso, a.size, a.gso, a.guest_connects)
         return 0
 
     if os.geteuid() != 0:
@@ -268,17 +407,33 @@ def run_once(a) -> dict | None:
             sh("ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
             sh("ip", "-n", ns, "addr", "add", f"{v6}/64", "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
+        for ns in (ns_a, ns_b):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw",
+               f"net.ipv4.tcp_timestamps={1 if a.timestamps == 'on' else 0}")
         offload = subprocess.run(["ip", "netns", "exec", ns_a, "ethtool", "-k", va],
                                  capture_output=True, text=True).stdout
         fam = ["--family", str(a.family)] + (["--udp-gso", "--gso", str(a.gso)] if a.udp_gso else [])
-        cap = spawn(ns_a, "--role", "capture", "--iface", va, "--raw", raw)
+        fam += ["--mss", str(a.mss)] + (["--guest-connects"] if a.guest_connects else [])
+        cap_ns, cap_dev = (ns_b, vb) if a.capture_side == "receiver" else (ns_a, va)
+        own_mac = bytes.fromhex(subprocess.run(
+            ["ip", "netns", "exec", cap_ns, "cat", f"/sys/class/net/{cap_dev}/address"],
+            capture_output=True, text=True, check=True).stdout.strip().replace(":", ""))
+        cap = spawn(cap_ns, "--role", "capture", "--iface", cap_dev, "--raw", raw, "--capture", a.capture)
         procs.append(cap)
         wait_ready(cap, "capture")
-        rx = spawn(ns_b, "--role", "receiver", "--size", str(a.size), *fam)
-        procs.append(rx)
-        wait_ready(rx, "receiver")
-        tx = spawn(ns_a, "--role", "sender", "--size", str(a.size), *fam)
-        procs.append(tx)
+        if a.guest_connects:  # the sender listens first, then the receiver connects
+            tx = spawn(ns_a, "--role", "sender", "--size", str(a.size), *fam)
+            procs.append(tx)
+            time.sleep(0.3)
+            rx = spawn(ns_b, "--role", "receiver", "--size", str(a.size), *fam)
+            procs.append(rx)
+            wait_ready(rx, "receiver")
+        else:
+            rx = spawn(ns_b, "--role", "receiver", "--size", str(a.size), *fam)
+            procs.append(rx)
+            wait_ready(rx, "receiver")
+            tx = spawn(ns_a, "--role", "sender", "--size", str(a.size), *fam)
+            procs.append(tx)
         if tx.wait(timeout=120) != 0:
             raise RuntimeError(f"sender failed: {tx.stderr.read()}")
         rx_out, rx_err = rx.communicate(timeout=60)
@@ -302,10 +457,27 @@ def run_once(a) -> dict | None:
         sent = stream_bytes(a.size)
         expected = hashlib.sha256(sent).hexdigest()
         kind = "udp-gso" if a.udp_gso else "tcp"
-        comment = (f"{kind} IPv{a.family} {a.size} bytes of random.Random({SEED}).randbytes, "
-                   f"sha256 {expected}; kernel {os.uname().release}; per-EPB opt_comment = "
-                   f"virtio_net_hdr JSON")
-        stats = write_pcapng(a.out, records, comment)
+        gso_sizes = None
+        if a.capture != "vnet":
+            with open(raw + ".gso") as f:
+                gso_sizes = json.load(f)
+            os.unlink(raw + ".gso")
+        if a.capture == "vnet":
+            comment = (f"{kind} IPv{a.family} {a.size} bytes of random.Random({SEED}).randbytes, "
+                       f"sha256 {expected}; kernel {os.uname().release}; per-EPB opt_comment = "
+                       f"virtio_net_hdr JSON")
+        else:
+            comment = json.dumps({
+                "kind": kind, "family": a.family, "stream_bytes": a.size, "seed": SEED,
+                "sha256": expected, "kernel": os.uname().release, "capture": a.capture,
+                "capture_side": a.capture_side, "mss": a.mss, "timestamps": a.timestamps,
+                "guest_connects": a.guest_connects,
+                "kernel_gso_sizes": sorted(set(gso_sizes)), "kernel_super_packets": len(gso_sizes),
+                "per_epb_comment": "direction only (no kernel metadata)"}, separators=(",", ":"))
+        stats = write_pcapng(a.out, records, comment, vnet=a.capture == "vnet", own_mac=own_mac)
+        if gso_sizes is not None:
+            stats["kernel_gso_sizes"] = sorted(set(gso_sizes))
+            stats["kernel_super_packets"] = len(gso_sizes)
         tso = [ln.strip() for ln in offload.splitlines()
                if ln.strip().split(":")[0] in ("tcp-segmentation-offload", "generic-segmentation-offload",
                                               "generic-receive-offload", "tx-checksumming",
@@ -322,8 +494,9 @@ def run_once(a) -> dict | None:
                 p.wait()
         subprocess.run(["ip", "netns", "del", ns_a], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns_b], capture_output=True)
-        if os.path.exists(raw):
-            os.unlink(raw)
+        for leftover in (raw, raw + ".gso"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 if __name__ == "__main__":

@@ -300,6 +300,14 @@ def _ping_frames(card_mac: bytes, card_ip: bytes, count: int = 3):
     return frames
 
 
+def _is_icmp_echo_reply(frame: bytes) -> bool:
+    """An ICMPv4 echo reply (type 0), VLAN-tagged or not (pcap_backend.headers walks it)."""
+    from pcap_backend import headers
+    h = headers.walk(frame)
+    return (h is not None and h.version == 4 and h.proto == headers.IPPROTO_ICMP
+            and not h.fragment and h.l4 < h.end and frame[h.l4] == 0)
+
+
 def _m68k_demo() -> dict:
     """Run the 68000 ARP/ping program when its runner, compiler and CPU core are present."""
     try:
@@ -321,7 +329,7 @@ def _m68k_demo() -> dict:
         return {"status": "failed", "detail": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
     tx = [bytes.fromhex(t["frame"]) for t in res.get("tx", [])]
     arp = sum(1 for f in tx if f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02")
-    echo = sum(1 for f in tx if f[12:14] == b"\x08\x00" and len(f) > 34 and f[23] == 1 and f[34] == 0)
+    echo = sum(1 for f in tx if _is_icmp_echo_reply(f))
     ok = arp == 1 and echo == len(frames) - 1
     return {"status": "ok" if ok else "failed",
             "detail": f"68000 driver answered {arp} ARP request(s) and {echo}/{len(frames) - 1} pings "

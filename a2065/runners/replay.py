@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import struct
 import time
 from collections import Counter
 from typing import Callable, Optional
 
 from pcap_backend.base import Backend, CaptureFormatError, Packet
+from pcap_backend import headers
 from pcap_backend.bridge import Bridge
 
 __all__ = ["Runner", "CaptureReplay", "StreamCollector", "read_capture", "Capture"]
@@ -156,39 +156,24 @@ class StreamCollector:
         self.frames += 1
         self.bytes += len(frame)
         self.last_any_ns = t_ns
-        if len(frame) < 42:
+        h = headers.walk(frame)  # VLAN-tagged frames too (up to two tags)
+        if h is None:
             return
-        et = (frame[12] << 8) | frame[13]
-        if et == 0x0800 and frame[23] == 17 and not (frame[20] & 0x3F or frame[21]):
-            l4 = 14 + (frame[14] & 0xF) * 4
-            end = min(14 + ((frame[16] << 8) | frame[17]), len(frame))
-            if l4 + 8 <= end:
-                self._udp(frame[26:34] + frame[l4:l4 + 4], frame[l4 + 8:end], t_ns)
+        if h.proto == headers.IPPROTO_UDP:
+            u = headers.udp(frame, h)
+            if u is not None:
+                self._udp(h.src + h.dst + frame[h.l4:h.l4 + 4], frame[u.data:u.end], t_ns)
             return
-        if et == 0x86DD and frame[20] == 17 and len(frame) >= 62:
-            end = min(54 + ((frame[18] << 8) | frame[19]), len(frame))
-            self._udp(frame[22:54] + frame[54:58], frame[62:end], t_ns)
+        t = headers.tcp(frame, h)
+        if t is None:
             return
-        if len(frame) < 54:
-            return
-        if et == 0x0800 and frame[23] == 6:
-            ihl = (frame[14] & 0xF) * 4
-            end = 14 + ((frame[16] << 8) | frame[17])
-            l4, key = 14 + ihl, (frame[26:30], frame[30:34])
-        elif et == 0x86DD and frame[20] == 6:
-            l4, end, key = 54, 54 + ((frame[18] << 8) | frame[19]), (frame[22:38], frame[38:54])
-        else:
-            return
-        if end > len(frame) or l4 + 20 > end:
-            return
-        sport, dport, seq = struct.unpack_from("!HHI", frame, l4)
-        flags = frame[l4 + 13]
-        data = frame[l4 + (frame[l4 + 12] >> 4) * 4:end]
-        fl = self.flows.setdefault(key + (sport, dport), {"isn": None, "segs": {}, "bytes": 0})
-        if flags & 0x02:
-            fl["isn"] = (seq + 1) & 0xFFFFFFFF
+        fl = self.flows.setdefault((h.src, h.dst, t.sport, t.dport),
+                                   {"isn": None, "segs": {}, "bytes": 0})
+        if t.flags & headers.TCP_SYN:
+            fl["isn"] = (t.seq + 1) & 0xFFFFFFFF
+        data = frame[t.data:t.end]
         if data:
-            fl["segs"].setdefault(seq, data)
+            fl["segs"].setdefault(t.seq, data)
             fl["bytes"] += len(data)
             if self.first_ns is None:
                 self.first_ns = t_ns

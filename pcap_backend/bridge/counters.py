@@ -1,0 +1,44 @@
+"""The bridge's counters: one object every part of the bridge counts into.
+
+Accounting invariant (checked by the tests)::
+
+    frames_in = delivered + queued + sum(dropped.values())
+
+where ``frames_in`` counts every received frame once, except a successfully segmented
+super-packet, which counts as the number of segments it was turned into. A frame refused before
+the queue (own frame, legacy oversize, a segmentation error) is `reject`ed: it counts in
+``frames_in`` and under its reason. A queued frame that leaves the queue other than by delivery
+(the chip refused it, tail drop, close) is `drop`ped: counted under its reason only.
+"""
+from __future__ import annotations
+
+__all__ = ["Counters", "COUNTER_NAMES"]
+
+COUNTER_NAMES = (
+    "received", "received_bytes", "super_packets", "segmented", "segments_made",
+    "csum_completed", "frames_in", "delivered", "delivered_bytes", "queue_high_frames",
+    "queue_high_bytes", "padded", "busy_retries", "transmitted", "transmitted_bytes", "tx_failed",
+    "tx_bad_fcs", "mss_learned", "mss_used",
+)
+
+
+class Counters:
+    """Plain integer counters (names in COUNTER_NAMES) and ``dropped``: reason -> frames."""
+
+    __slots__ = COUNTER_NAMES + ("dropped",)
+
+    def __init__(self):
+        for name in COUNTER_NAMES:
+            setattr(self, name, 0)
+        self.dropped: dict = {}
+
+    def reject(self, reason: str) -> None:
+        """One received frame refused before the queue."""
+        self.frames_in += 1
+        d = self.dropped
+        d[reason] = d.get(reason, 0) + 1
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """`n` frames that had been counted in frames_in dropped (queue or chip)."""
+        d = self.dropped
+        d[reason] = d.get(reason, 0) + n
