@@ -170,7 +170,7 @@ def seeds() -> dict[str, bytes]:
 
 
 def pcapng_seeds() -> dict[str, bytes]:
-    """Small pcapng files for the atheris target (fuzz_pcapng.py): real blocks, few packets."""
+    """Small pcapng files for the atheris target (pcap_backend/fuzz/fuzz_capfile.py): real blocks, few packets."""
     import io
 
     from pcapng import FileWriter, blocks
@@ -215,7 +215,7 @@ def main(argv) -> int:
         (outdir / f"{name}.bin").write_bytes(data)
         total += len(data)
     print(f"{len(seeds())} seeds, {total} bytes in {outdir}")
-    pdir = outdir.parent / "pcapng_corpus" if len(argv) <= 1 else outdir / "pcapng"
+    pdir = (ROOT / "pcap_backend" / "fuzz" / "corpus") if len(argv) <= 1 else outdir / "pcapng"
     pdir.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(pcapng_seeds().items()):
         (pdir / f"{name}.pcapng").write_bytes(data)
