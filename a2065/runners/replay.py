@@ -206,6 +206,14 @@ class StreamCollector:
     def sha256(self) -> str:
         return hashlib.sha256(self.stream()).hexdigest()
 
+    @property
+    def kind(self) -> Optional[str]:
+        """"TCP" when `stream()` is a TCP byte stream, "UDP" when it is datagram payloads, None
+        when the guest received no data."""
+        if any(f["bytes"] for f in self.flows.values()):
+            return "TCP"
+        return "UDP" if self.udp else None
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -271,9 +279,11 @@ class Runner:
         return self.bridge.queued == 0 and (nd is None or nd() is None)
 
     def run(self, *, until_ns: Optional[int] = None, max_steps: int = 10_000_000,
-            progress: Optional[Callable[["Runner"], None]] = None) -> "Runner":
+            progress: Optional[Callable[["Runner"], None]] = None,
+            stop: Optional[Callable[[], bool]] = None) -> "Runner":
         """Event-driven emulated time: step, jump to the next deadline, repeat; stop when idle
-        (or at `until_ns`). Deterministic; reads no clock."""
+        (or at `until_ns`, or when `stop()` is true; both callbacks run every 256 steps).
+        Deterministic; reads no clock."""
         self.step(self.now)
         same = 0
         for i in range(max_steps):
@@ -301,8 +311,11 @@ class Runner:
                 self.step(until_ns)
                 break
             self.step(t)
-            if progress is not None and not i & 255:
-                progress(self)
+            if not i & 255:
+                if progress is not None:
+                    progress(self)
+                if stop is not None and stop():
+                    break
         return self
 
     def run_live(self, seconds: Optional[float] = None, *, stop: Optional[Callable[[], bool]] = None,
