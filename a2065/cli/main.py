@@ -622,10 +622,13 @@ def cmd_bridge(args) -> int:
                              duration=args.duration, forwards=args.forward or (), on_ready=ready)
     except NoSuchInterface as e:
         raise UsageError(str(e) if "ip link" in str(e) else f"{e}; list interfaces with `ip link`") from e
-    except (BackendError, PermissionError) as e:
-        raise Failure(_one_line(e) + ("" if "SECURITY.md" in str(e) else
-                                      "; see SECURITY.md for running without root"
-                                      if isinstance(e, PermissionError) else "")) from e
+    except PermissionError as e:
+        hint = ("entering a network namespace (--netns, --guest-netns) needs root privileges "
+                "(CAP_SYS_ADMIN)" if args.netns or args.guest_netns else
+                "see SECURITY.md for running without root")
+        raise Failure(_one_line(e) + ("" if "SECURITY.md" in str(e) else f"; {hint}")) from e
+    except BackendError as e:
+        raise Failure(_one_line(e)) from e
     except OSError as e:  # e.g. a MAC the kernel refuses for the TAP, a namespace gone
         raise Failure(f"{_one_line(e)}") from e
     st["guest_tx_frames"] = st["guest"]["sent"]
@@ -642,8 +645,7 @@ def cmd_bridge(args) -> int:
 
 def _one_line(e: BaseException) -> str:
     """An exception as one line, without the doubled 'X: X' some OS errors carry."""
-    if isinstance(e, OSError) and e.strerror and not isinstance(e, (PermissionError,)) \
-            and type(e).__module__ == "builtins":
+    if isinstance(e, OSError) and e.strerror and type(e).__module__ == "builtins":
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror}"
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
