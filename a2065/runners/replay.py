@@ -96,7 +96,7 @@ def read_capture(path) -> Capture:
                 packets.append(cf)
         except CaptureFormatError as e:
             if not packets:
-                raise CaptureFormatError(f"{path} is not a readable capture ({e}); "
+                raise CaptureFormatError(f"{path} is not a readable capture: {e}; "
                                          "check it with `tshark -r FILE`") from e
             error = e
         except OSError as e:
