@@ -1,6 +1,7 @@
 """Live bridging: host interface <-> backend <-> Bridge <-> A2065 <-> Linux-style driver <-> TAP.
 
-The loop behind ``a2065 bridge`` and the end-to-end rig (``a2065.rig``)::
+The loop behind ``a2065 bridge`` (its one command line: a2065/cli/main.py) and the end-to-end rig
+(``a2065.rig``)::
 
     backend (AF_PACKET | pcap | TAP on --iface)          guest TAP (the emulated machine's stack)
         | poll / send                                       ^ write        | read
@@ -34,12 +35,11 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["LiveBridge", "GuestMulticast", "open_guest_tap", "run_bridge", "main"]
+__all__ = ["LiveBridge", "GuestMulticast", "open_guest_tap", "run_bridge"]
 
 log = logging.getLogger("a2065.runners.live")
 
@@ -497,13 +497,3 @@ def summary_rows(st: dict) -> list:
         ["chip filtered / missed", f"{st['chip'].get('rx_filtered', 0):,} / {st['chip'].get('rx_missed', 0):,}"],
         ["multicast", ", ".join(st["driver"]["multicast"]) or "none"],
     ]
-
-
-def main(argv=None) -> int:
-    """``python -m a2065.runners.live ARGS``: exactly ``a2065 bridge ARGS`` (one parser)."""
-    from a2065.cli.main import main as cli_main
-    return cli_main(["bridge", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

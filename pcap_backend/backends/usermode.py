@@ -26,7 +26,7 @@ class PeerGone(PeerUnreachable):
 def make_usermode_backend(name: str, **opts):
     """Build a user-mode backend by name through the one registry (`pcap_backend.backends.
     open_backend`): "passt" -> `Passt(**opts)`, "slirp" -> `Slirp(**opts)`, "vde" -> `Vde(**opts)`."""
-    from . import USERMODE_BACKENDS, backend_class
+    from .registry import USERMODE_BACKENDS, backend_class
     if name not in USERMODE_BACKENDS:
         raise ValueError(f"unknown user-mode backend {name!r} (one of {', '.join(USERMODE_BACKENDS)})")
     return backend_class(name)(**opts)
