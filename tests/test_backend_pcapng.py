@@ -1,4 +1,5 @@
 """pcapng replay and recorder: timing, metadata, round trips, damaged files, full disks, tshark."""
+import contextlib
 import errno
 import io
 import logging
@@ -403,15 +404,23 @@ def test_a_recorder_whose_header_could_not_be_written_writes_it_when_the_disk_fr
     assert [c.ts_ns for c in iter_pcapng(io.BytesIO(f.getvalue()))] == [6]
 
 
-@pytest.mark.root
-def test_a_recorder_on_a_really_full_tmpfs_keeps_traffic_flowing_and_its_file_reads_cleanly(tmp_path):
-    mnt = tmp_path / "small"
+@contextlib.contextmanager
+def small_tmpfs(mnt: Path, size: str = "64k"):
+    """A tmpfs of `size` at `mnt` (root) for the duration of the block: a disk that fills up."""
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.mark.root
+def test_a_recorder_on_a_really_full_tmpfs_keeps_traffic_flowing_and_its_file_reads_cleanly(tmp_path):
+    with small_tmpfs(tmp_path / "small") as mnt:
         a, b = VirtualCable.pair(bit_rate=None)
         rec = PcapngRecorder(mnt / "rec.pcapng", a, flush="packet")
         for i in range(200):
@@ -424,5 +433,3 @@ def test_a_recorder_on_a_really_full_tmpfs_keeps_traffic_flowing_and_its_file_re
         assert len(back) == s["recorded_frames"] > 0
         shutil.copy(mnt / "rec.pcapng", tmp_path / "copy.pcapng")
         tshark_ok(tmp_path / "copy.pcapng")
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)

@@ -94,13 +94,8 @@ def test_recording_into_a_directory_or_a_missing_directory_is_a_one_line_usage_e
 
 @pytest.mark.root
 def test_a_full_disk_while_recording_exits_1_with_a_one_line_enospc_message_and_a_json_field(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {r.stderr.strip()}")
-    try:
+    from test_backend_pcapng import small_tmpfs
+    with small_tmpfs(tmp_path / "small", "40k") as mnt:
         r = a2065("replay", TCP4, "--record", mnt / "rec.pcapng", "--json")
         assert r.returncode == 1
         assert "ENOSPC" in one_error_line(r.stderr, "replay")
@@ -108,8 +103,6 @@ def test_a_full_disk_while_recording_exits_1_with_a_one_line_enospc_message_and_
         assert "ENOSPC" in doc["record_error"] and doc["ok"] is False
         # what was written is a clean file up to the last complete block
         assert len(list(iter_capture(mnt / "rec.pcapng"))) > 0
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_a_recording_nobody_may_write_is_a_usage_error_before_the_replay_runs(tmp_path):
@@ -362,7 +355,6 @@ def test_version_prints_the_package_version():
 @pytest.mark.root
 def test_a_live_recording_is_readable_while_running_and_after_sigkill_with_wall_clock_times(tmp_path):
     from a2065.rig.veth import bridged_namespaces
-    from pcap_backend.netns import run
     rec = tmp_path / "live.pcapng"
     t0 = time.time_ns()
     with bridged_namespaces("a2fl", ["--record", str(rec), "--timing", "fast"], duration=60) as t:

@@ -1,18 +1,8 @@
-"""The guest-namespace rig for the user-mode backends (passt, libslirp, VDE) (now in
-`a2065.rig.guest`, re-exported here for the tests), and its own tests.
+"""Tests of the guest-namespace rig for the user-mode backends (passt, libslirp, VDE), which lives
+in `a2065.rig.guest` (its names are re-exported here for the other usermode tests).
 
-    host namespace (lo only)          this process                       guest namespace
-    servers on 127.0.0.1   <-NAT->  backend <-> Bridge <-> Am7990 <-> LinuxA2065Driver <-> TAP (kernel)
-                           (passt child / libslirp in the pump thread)                   udhcpc, sockets
-
-`GuestRig(make_backend)` creates both namespaces, a TAP in the guest namespace whose MAC is the
-card's, and a pump thread that lives in the host namespace (so libslirp's sockets and passt's
-listeners are there) and moves frames: TAP -> driver.send -> chip -> bridge -> backend, and
-backend -> bridge -> chip -> driver -> TAP, on live time in `fast` timing (Runner.step). Nothing is
-routed out of the namespaces: the host namespace has only a loopback.
-
-Also here, used by the unprivileged test and the benchmark: DHCP/ARP/ICMP frame builders and a
-scripted guest (`scripted_guest`) that speaks raw frames through the card to a backend.
+Also here, used by the unprivileged tests: a
+scripted guest (`scripted_guest`) that speaks raw frames (DHCP, ARP, ICMP) through the card to a backend.
 
 Run as a script (`python tests/test_usermode_rig.py scripted slirp`) it runs the scripted guest and
 prints its result as JSON (the unprivileged tests start it as uid 65534).

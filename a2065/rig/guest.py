@@ -331,14 +331,8 @@ def tcp_server(sock: socket.socket, *, send: bytes | None = None, timeout: float
                     conn.recv(1)
                     res["bytes"] = len(send)
                 else:
-                    h, n = hashlib.sha256(), 0
-                    while True:
-                        d = conn.recv(1 << 20)
-                        if not d:
-                            break
-                        h.update(d)
-                        n += len(d)
-                    res.update(bytes=n, sha256=h.hexdigest())
+                    n, digest = recv_all(conn)
+                    res.update(bytes=n, sha256=digest)
         except Exception as e:  # noqa: BLE001
             res["error"] = e
         finally:
@@ -350,6 +344,7 @@ def tcp_server(sock: socket.socket, *, send: bytes | None = None, timeout: float
 
 
 def recv_all(sock: socket.socket) -> tuple[int, str]:
+    """Read to EOF: (bytes, their SHA-256)."""
     h, n = hashlib.sha256(), 0
     while True:
         d = sock.recv(1 << 20)
