@@ -19,6 +19,8 @@ Exit codes (scripts can rely on them), for every subcommand:
        a recording could not be written, a missing privilege or library (the message says which)
     2  usage error: bad or missing arguments, an input file that does not exist, an output that
        would overwrite an input or cannot be created; caught before anything is opened
+  130  interrupted (Ctrl-C) before a replay, demo or bench finished; the bridge, which runs until
+       stopped, exits 0 on Ctrl-C or SIGTERM (also during its set-up) with its final counters
 
 Errors print one line ``a2065 <command>: error: <what happened>; <what to do>`` to stderr,
 never a traceback (``-v`` adds one for internal errors). Tables go to stdout; progress goes to
@@ -731,7 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
                 epilog="exit codes: 0 ok; 1 runtime failure (run failed, stream did not verify, "
                 "unreadable or truncated input, recording could not be written, missing privilege "
                 "or library); 2 usage error (bad arguments, missing input file, output over an "
-                "input), caught before anything is opened")
+                "input), caught before anything is opened; 130 replay/demo/bench interrupted (the bridge "
+                "exits 0 on Ctrl-C)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log bridge/chip conditions to stderr (and tracebacks of internal errors)")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

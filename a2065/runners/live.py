@@ -439,15 +439,22 @@ def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str =
     Raises pcap_backend BackendError subclasses (NoSuchInterface, PermissionDenied, ...) with
     messages that say what to do, and ValueError for arguments the registry refuses."""
     from a2065 import A2065
-    if isinstance(backend, str):
-        from pcap_backend.backends import open_backend
-        b = open_backend(backend, iface, forwards=forwards, open_in_netns=netns)
-        kind = backend
-    else:
-        b = backend
-        kind = getattr(b, "name", type(b).__name__)
+    interrupted = []
+    old_handlers = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        # installed before anything opens: a Ctrl-C while setting up stops cleanly too
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, lambda *_: interrupted.append(True))
+    b = None
     tap = mc = rec = lb = None
     try:
+        if isinstance(backend, str):
+            from pcap_backend.backends import open_backend
+            b = open_backend(backend, iface, forwards=forwards, open_in_netns=netns)
+            kind = backend
+        else:
+            b = backend
+            kind = getattr(b, "name", type(b).__name__)
         card_mac = bytes(mac) if mac is not None else A2065().mac
         tap, mc = open_guest_tap(guest_tap, card_mac, guest_netns)
         if record:
@@ -459,7 +466,8 @@ def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str =
             rec.ts_offset_ns = time.time_ns() - lb.runner.now
         if on_ready is not None:
             on_ready(lb)
-        lb.run(duration, handle_signals=handle_signals)
+        lb.run(duration, stop=lambda: bool(interrupted))
+        lb.interrupted = bool(interrupted)
         if rec is not None:
             rec.flush()
         st = lb.stats()
@@ -478,7 +486,10 @@ def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str =
             mc.close()
         if tap is not None:
             tap.close()
-        b.close()
+        if b is not None:
+            b.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
 
 
 def summary_rows(st: dict) -> list:
