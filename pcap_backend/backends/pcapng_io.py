@@ -12,10 +12,10 @@ import errno as _errno
 import io
 import os
 import time
-from typing import Iterable, Optional
+from typing import Iterator, Optional
 
 from ..base import Backend, CaptureFormatError, Packet, PacketMeta
-from ..capfile import (DEFAULT_MAX_BLOCK, SNAPLEN, CapturedFrame, iter_capture, pcapng_header,
+from ..capfile import (DEFAULT_MAX_BLOCK, SNAPLEN, iter_capture, pcapng_header,
                        pcapng_packet)
 
 __all__ = ["CaptureReplay", "PcapngReplay", "PcapngRecorder", "PcapngTee", "iter_pcapng"]
@@ -60,9 +60,7 @@ class CaptureReplay(Backend):
         self._error_raised = False
         self.rx_skipped = 0
         self.tx_accepted = 0
-        self._first_ts: Optional[int] = None
-        self._last_arrival = self.start_ns
-        self._next: Optional[Packet] = None
+        self._next: Optional[tuple] = None  # (arrival_ns or None, frame, meta)
         self.done = False
         self._file = None
         if isinstance(source, (str, os.PathLike)):
@@ -72,50 +70,58 @@ class CaptureReplay(Backend):
             self._it = iter_capture(source, max_block=max_block)
         else:
             self._it = iter(source)
+        self._gen = self._packets(self._it)
         self._advance()
 
+    def _packets(self, frames) -> Iterator[tuple]:
+        """(arrival_ns or None for asap, frame, meta) from captured frames, in order; a damaged
+        file ends the stream with `self.error` set."""
+        directions, recorded, start = self.directions, self.timing == "recorded", self.start_ns
+        first = last = None
+        try:
+            for ts_ns, frame, outgoing, meta in frames:
+                if directions is not None and outgoing not in directions:
+                    self.rx_skipped += 1
+                    continue
+                if not recorded:
+                    yield None, frame, meta
+                    continue
+                if first is None:
+                    first, last = ts_ns, start
+                last = max(start + ts_ns - first, last)
+                yield last, frame, meta
+        except CaptureFormatError as e:
+            self.error = e
+            self.log.warning("%s: %s", self.name, e)
+
     def _advance(self) -> None:
-        """Load the next deliverable packet into self._next (or finish / record the error)."""
-        self._next = None
-        while not self.done:
-            try:
-                cf = next(self._it)
-            except StopIteration:
-                self.done = True
-                return
-            except CaptureFormatError as e:
-                self.done = True
-                self.error = e
-                self.log.warning("%s: %s", self.name, e)
-                return
-            ts_ns, frame, outgoing, meta = cf
-            if self.directions is not None and outgoing not in self.directions:
-                self.rx_skipped += 1
-                continue
-            if self._first_ts is None:
-                self._first_ts = ts_ns
-            if self.timing == "recorded":
-                arrival = max(self.start_ns + (ts_ns - self._first_ts), self._last_arrival)
-                self._last_arrival = arrival
-            else:
-                arrival = None
-            self._next = Packet(arrival, frame, meta)
-            return
+        """Load the next deliverable packet into self._next (None when done)."""
+        self._next = next(self._gen, None)
+        if self._next is None:
+            self.done = True
 
     def poll(self, now_ns: int, limit: int = 64) -> list:
         out = []
-        while self._next is not None and len(out) < limit:
-            p = self._next
-            if p.arrival_ns is None:
+        p = self._next
+        gen = self._gen
+        nbytes = 0
+        while p is not None and len(out) < limit:
+            arrival, frame, meta = p
+            if arrival is None:
                 if now_ns < self.start_ns:
                     break
-                p = p._replace(arrival_ns=now_ns)
-            elif p.arrival_ns > now_ns:
+                arrival = now_ns
+            elif arrival > now_ns:
                 break
-            self._rx(p.frame)
-            out.append(p)
-            self._advance()
-        if not out and self._next is None and self.error is not None and self.strict \
+            out.append(Packet(arrival, frame, meta))
+            nbytes += len(frame)
+            p = next(gen, None)
+        self._next = p
+        if p is None:
+            self.done = True
+        self.rx_frames += len(out)
+        self.rx_bytes += nbytes
+        if not out and p is None and self.error is not None and self.strict \
                 and not self._error_raised:
             self._error_raised = True
             raise self.error
@@ -125,7 +131,7 @@ class CaptureReplay(Backend):
         """Arrival time of the next packet (start_ns or later for asap), or None when done."""
         if self._next is None:
             return None
-        return self._next.arrival_ns if self._next.arrival_ns is not None else self.start_ns
+        return self._next[0] if self._next[0] is not None else self.start_ns
 
     @property
     def exhausted(self) -> bool:
@@ -153,6 +159,7 @@ class CaptureReplay(Backend):
 
     def close(self) -> None:
         if not self.closed:
+            self._gen.close()
             if hasattr(self._it, "close"):
                 self._it.close()
             if self._file is not None:
