@@ -40,7 +40,7 @@ def one_error_line(stderr: str, command: str) -> str:
     return lines[0]
 
 
-def udp_to(ns: str, ip: str, count: int = 3, gap: float = 0.3) -> None:
+def udp_to(ns: str, ip: str, count: int = 3, gap: float = 0.3, size: int = 5) -> None:
     """A few UDP datagrams from namespace `ns` to `ip` (the kernel ARPs for it first)."""
     import socket
     from pcap_backend.netns import in_netns
@@ -49,7 +49,7 @@ def udp_to(ns: str, ip: str, count: int = 3, gap: float = 0.3) -> None:
     with s:
         for _ in range(count):
             try:
-                s.sendto(b"a2065", (ip, 9))
+                s.sendto(b"a2065"[:size].ljust(size, b"."), (ip, 9))
             except OSError:  # an ICMP error from an earlier datagram: sending went through
                 pass
             time.sleep(gap)
@@ -369,6 +369,22 @@ def test_a_live_recording_is_readable_while_running_and_after_sigkill_with_wall_
     after = list(iter_capture(rec))
     assert len(after) >= len(seen)
     assert all(t0 - 10**9 <= c.ts_ns <= time.time_ns() for c in after)
+
+
+@pytest.mark.root
+def test_a_live_recording_that_fills_its_disk_stops_the_bridge_with_exit_1_and_says_enospc(tmp_path):
+    from a2065.rig.veth import bridged_namespaces
+    from test_backend_pcapng import small_tmpfs
+    with small_tmpfs(tmp_path / "small", "8k") as mnt:
+        with bridged_namespaces("a2fd", ["--record", str(mnt / "live.pcapng"), "--timing", "fast"],
+                                duration=30) as t:
+            udp_to(t.ns_a, "10.9.0.2", count=12, gap=0.1, size=1400)
+            out, err = t.bridge.communicate(timeout=30)
+            code = t.bridge.returncode
+        assert code == 1, err
+        assert "ENOSPC" in one_error_line(err, "bridge")
+        assert "ENOSPC" in json.loads(out)["record_error"]
+        assert len(list(iter_capture(mnt / "live.pcapng"))) > 0  # intact up to the last block
 
 
 @pytest.mark.root
