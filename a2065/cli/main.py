@@ -52,11 +52,7 @@ class UsageError(Exception):
 
 
 class Failure(Exception):
-    """A runtime failure: exit 1. `doc`, when given, is what --json prints."""
-
-    def __init__(self, message: str, doc: Optional[dict] = None):
-        super().__init__(message)
-        self.doc = doc
+    """A runtime failure: exit 1."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,7 +722,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pcap_backend.backends import REGISTRY
     p = _Parser(prog="a2065", formatter_class=_Help,
                 description="Emulated Commodore A2065 Ethernet card (Am7990 LANCE): replay "
                 "captures through it, bridge it live to a host network, inspect its snapshots.",
@@ -742,6 +737,12 @@ def build_parser() -> argparse.ArgumentParser:
                            title="commands (each has --help)")
     sub.required = True
 
+    for add in (_add_demo, _add_replay, _add_inspect, _add_bridge, _add_bench):
+        add(sub)
+    return p
+
+
+def _add_demo(sub) -> None:
     d = sub.add_parser("demo", formatter_class=_Help,
                        help="replay a bundled real-kernel capture through segment and "
                        "drop-legacy side by side (no network, no root)",
@@ -763,6 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print JSON instead of the table")
     d.set_defaults(func=cmd_demo)
 
+
+def _add_replay(sub) -> None:
     r = sub.add_parser("replay", formatter_class=_Help,
                        help="replay a pcapng or pcap capture through bridge, card and driver",
                        description="Replay a capture (pcapng, or classic pcap in microseconds or "
@@ -789,12 +792,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print JSON instead of the table")
     r.set_defaults(func=cmd_replay)
 
+
+def _add_inspect(sub) -> None:
     i = sub.add_parser("inspect", formatter_class=_Help, help="print a snapshot's summary",
                        description="Print a board snapshot's version, time, CSR values and ring state.")
     i.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot file (a2065.snapshot.save)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
     i.set_defaults(func=cmd_inspect)
 
+
+def _add_bridge(sub) -> None:
+    from pcap_backend.backends import REGISTRY
     backends = "; ".join(f"{n}: {k.summary}" for n, k in REGISTRY.items())
     b = sub.add_parser("bridge", formatter_class=_Help,
                        help="live bridging between a host network and a guest TAP",
@@ -837,6 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the final counters as JSON")
     b.set_defaults(func=cmd_bridge)
 
+
+def _add_bench(sub) -> None:
     be = sub.add_parser("bench", formatter_class=_Help,
                         help="run the benchmarks, write JSON and goodput plots",
                         description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
@@ -849,7 +859,6 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--only", metavar="NAMES",
                     help=f"comma-separated subset of {','.join(BENCHES)} (default: all)")
     be.set_defaults(func=cmd_bench)
-    return p
 
 
 def main(argv=None) -> int:
@@ -888,9 +897,7 @@ def _fail(args, e: Exception, code: int) -> None:
     """The one-line message on stderr; with --json also a JSON document on stdout."""
     print(f"a2065 {args.command}: error: {e}", file=sys.stderr)
     if getattr(args, "json", False):
-        doc = dict(getattr(e, "doc", None) or {})
-        doc.update(ok=False, error=str(e), exit_code=code)
-        print(json.dumps(doc, indent=2, default=str))
+        print(json.dumps({"ok": False, "error": str(e), "exit_code": code}, indent=2))
 
 
 if __name__ == "__main__":
