@@ -433,3 +433,21 @@ def test_the_rootless_recipe_of_security_md_works_as_an_unprivileged_user(tmp_pa
     st = json.loads(out)
     # the guest kernel's ARP went out through the card and libslirp's answer came back to it
     assert st["guest"]["from_guest"] > 0 and st["guest"]["to_guest"] > 0
+
+
+def test_inspect_decodes_descriptors_big_endian_whatever_bswp_says(tmp_path):
+    """BSWP swaps buffer bytes only; a running card with BSWP=0 still owns its RX descriptors
+    (the old decoder read them little-endian and showed them host-owned at wrong addresses)."""
+    from a2065 import snapshot
+    state = snapshot.from_bytes((ROOT / "fixtures" / "snapshots" / "a2065-v1-running-rx.snap").read_bytes())
+    docs = []
+    for bswp in (4, 0):
+        state["chip"]["csr3"] = (state["chip"]["csr3"] & ~4) | bswp
+        p = tmp_path / f"bswp{bswp}.snap"
+        p.write_bytes(snapshot.to_bytes(state))
+        r = a2065("inspect", p, "--json")
+        assert r.returncode == 0, r.stderr
+        docs.append(json.loads(r.stdout)["rx_ring"]["descriptors"])
+    assert docs[0] == docs[1]
+    chip_owned = [d for d in docs[1] if d["own"] == "chip"]
+    assert chip_owned and all(0x8000 <= d["addr"] < 0x10000 and d["bcnt"] == 1544 for d in chip_owned)

@@ -481,21 +481,22 @@ def cmd_replay(args) -> int:
 
 
 def _inspect_doc(state: dict) -> dict:
+    from lance.layouts import DESC, DESC_SIZE, buffer_length
     chip = state.get("chip", {})
     ram = state.get("ram", b"")
-    csr3 = chip.get("csr3", 0)
-    fmt = ">HHHH" if csr3 & 4 else "<HHHH"  # BSWP: descriptors in 68k (big-endian) order
 
-    def ring(base, n, idx, kind):
+    def ring(base, n, idx):
+        """Descriptors as the chip reads them, through its own codec: big-endian words whatever
+        CSR3 BSWP says (BSWP swaps buffer bytes, never descriptors; lance/layouts.py)."""
         out = []
         for i in range(min(int(n or 0), 128)):  # bounded: a ring holds at most 128 entries
-            off = (int(base) + 8 * i) & 0x7FFF
-            if len(ram) < off + 8:
+            off = (int(base) + DESC_SIZE * i) & 0x7FFF
+            if len(ram) < off + DESC_SIZE:
                 break
-            w0, w1, w2, w3 = struct.unpack_from(fmt, ram, off)
+            w0, w1, w2, w3 = DESC.unpack_from(ram, off)
             out.append({"index": i, "current": i == idx, "addr": ((w1 & 0xFF) << 16) | w0,
                         "own": "chip" if w1 & 0x8000 else "host", "flags": f"{w1 >> 8:#04x}",
-                        "bcnt": (-w2) & 0xFFF or 4096, "mcnt_or_tmd3": w3})
+                        "bcnt": buffer_length(w2), "mcnt_or_tmd3": w3})
         return out
     return {
         "format": state.get("format"),
@@ -513,9 +514,9 @@ def _inspect_doc(state: dict) -> dict:
         "padr": chip["padr"].hex(":") if isinstance(chip.get("padr"), (bytes, bytearray)) else chip.get("padr"),
         "ladrf": chip.get("ladrf"),
         "rx_ring": {"base": chip.get("rdra"), "length": chip.get("rlen"), "current": chip.get("rx_idx"),
-                    "descriptors": ring(chip.get("rdra", 0), chip.get("rlen"), chip.get("rx_idx"), "rx")},
+                    "descriptors": ring(chip.get("rdra", 0), chip.get("rlen"), chip.get("rx_idx"))},
         "tx_ring": {"base": chip.get("tdra"), "length": chip.get("tlen"), "current": chip.get("tx_idx"),
-                    "descriptors": ring(chip.get("tdra", 0), chip.get("tlen"), chip.get("tx_idx"), "tx")},
+                    "descriptors": ring(chip.get("tdra", 0), chip.get("tlen"), chip.get("tx_idx"))},
         "counters": chip.get("counters"),
     }
 
