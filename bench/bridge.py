@@ -289,10 +289,9 @@ def bench_afpacket(nbytes, seconds_max=60.0):
     header) on B's veth and runs every frame through the bridge into a sink chip."""
     if os.geteuid() != 0:
         return {"skipped": "needs root (network namespaces, AF_PACKET)"}
-    sys.path.insert(0, str(ROOT / "tests"))
     try:
         import tempfile
-        import netns
+        from a2065.rig import veth as netns
     except Exception as e:  # noqa: BLE001
         return {"skipped": f"helpers unavailable: {e}"}
     try:
@@ -364,9 +363,8 @@ def bench_live_tcp(policy, nbytes, timing="wire"):
     import subprocess
     if os.geteuid() != 0:
         return {"skipped": "needs root (network namespaces, AF_PACKET, TAP)"}
-    sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from netns import bridged_namespaces
+        from a2065.rig.veth import bridged_namespaces
         with bridged_namespaces("a2b", ["--policy", policy, "--timing", timing],
                                 duration=200) as t:
             br = t.bridge

@@ -23,7 +23,8 @@ bytes sent but not received intact: SHA-256 of the stream at both ends), plus pe
 (bytes, sha match, goodput, series = [[seconds, goodput B/s over the sample interval], ...],
 bridge/driver/chip counters, loop CPU) and `udp`. Goodput = stream bytes the receiving
 application got / (last byte - first byte); for drop-legacy, which never finishes, bytes / S.
---plots DIR (default bench/results) draws the PNGs with bench/plots.py when matplotlib is there.
+--plots DIR draws the PNGs into DIR with bench/plots.py when matplotlib is there; nothing is
+written anywhere else (`a2065 bench` passes its --out).
 """
 from __future__ import annotations
 
@@ -150,8 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--quick", action="store_true", help="5 s transfers (under five minutes)")
     ap.add_argument("--seconds", type=float, help="transfer length (default 20, --quick 5)")
-    ap.add_argument("--plots", metavar="DIR", default=str(ROOT / "bench" / "results"),
-                    help="where bench/plots.py writes the PNGs ('' to skip)")
+    ap.add_argument("--plots", metavar="DIR",
+                    help="draw the PNGs into DIR with bench/plots.py (default: no plots)")
     ap.add_argument("--only", help="comma-separated run names")
     ap.add_argument("--fast-repeats", type=int, default=0,
                     help="fast-timing runs (median reported; default 3, --quick 1)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Goodput plots from bench/e2e.py's JSON (matplotlib, PNG).
 
-    python bench/plots.py bench/results/e2e.json [--out bench/results]
+    python bench/plots.py bench/results/e2e.json [--out DIR]     (default DIR: beside the JSON)
 
 Writes
   e2e_goodput_time.png     goodput over time of every run (log scale), with the figures from the
@@ -96,9 +96,10 @@ def draw(res: dict, out_dir) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", help="bench/e2e.py --json output")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--out", help="directory for the PNGs (default: the JSON file's directory)")
     a = ap.parse_args(argv)
     res = json.loads(Path(a.json).read_text())
+    a.out = a.out or str(Path(a.json).resolve().parent)
     try:
         for p in draw(res, a.out):
             print(p)

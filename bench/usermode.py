@@ -5,7 +5,7 @@
 
 Each figure is one TCP download of N bytes (16 MB; --quick 4 MB) from a server to the guest
 namespace's kernel, which sits behind the emulated card (Python Linux-style driver, `fast`
-timing, live time) on the guest-namespace rig of tests/test_usermode_rig.py. Bytes are checked
+timing, live time) on the guest-namespace rig of a2065/rig/guest.py. Bytes are checked
 (SHA-256) and the figure is bytes / wall seconds from connect to the last byte, the median of
 --repeat runs (3; --quick: 1):
 
@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 
 def _download(rig, nbytes, server_ns, server_ip, connect_ip):
-    from test_usermode_rig import guest_download
+    from a2065.rig.guest import guest_download
     n, got, sha, _res, dt = guest_download(rig, nbytes, server_ns=server_ns, server_ip=server_ip,
                                            connect_ip=connect_ip, timeout=60, join=10)
     if n != nbytes or got != sha:
@@ -43,20 +43,19 @@ def _download(rig, nbytes, server_ns, server_ip, connect_ip):
 
 
 def nat(name, nbytes):
-    from test_usermode_rig import GuestRig
-    from pcap_backend.backends.usermode import make_usermode_backend
-    mk = (lambda ns: make_usermode_backend("passt", netns=ns)) if name == "passt" else \
-        (lambda ns: make_usermode_backend("slirp"))
+    from a2065.rig.guest import GuestRig
+    from pcap_backend.backends import open_backend
+    mk = (lambda ns: open_backend("passt", netns=ns)) if name == "passt" else \
+        (lambda ns: open_backend("slirp"))
     with GuestRig(mk) as rig:
         rig.dhcp()
         return _download(rig, nbytes, rig.host_ns, "127.0.0.1", "10.0.2.2")
 
 
 def vde(nbytes):
-    from netns import netns, run, unique
-    from test_usermode_rig import GuestRig
-    from test_usermode_vde import start_switch, stop
-    from pcap_backend.backends.vde import Vde
+    from a2065.rig.guest import GuestRig, start_switch, stop_switch
+    from pcap_backend.backends import open_backend
+    from pcap_backend.netns import netns, run, unique
     tmp = tempfile.mkdtemp(prefix="a2065-vde-bench-")
     sw = os.path.join(tmp, "switch")
     switch = start_switch(sw)
@@ -72,14 +71,14 @@ def vde(nbytes):
                 time.sleep(0.05)
             run(["ip", "addr", "add", "10.78.0.1/24", "dev", tap], ns=sns)
             run(["ip", "link", "set", tap, "up"], ns=sns)
-            with GuestRig(lambda ns: Vde(sw)) as rig:
+            with GuestRig(lambda ns: open_backend("vde", sw)) as rig:
                 run(["ip", "addr", "add", "10.78.0.15/24", "dev", rig.tap], ns=rig.guest_ns)
                 return _download(rig, nbytes, sns, "10.78.0.1", "10.78.0.1")
     finally:
         if plug is not None:
             plug.kill()
             plug.wait()
-        stop(switch)
+        stop_switch(switch)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

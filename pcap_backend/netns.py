@@ -24,12 +24,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 __all__ = [
     "CLONE_NEWNET", "NetnsError", "unique", "run", "netns", "in_netns", "netns_fd", "call_in_netns",
-    "set_link_mac", "link_flags", "link_info", "set_offloads", "offloads",
+    "set_link_mac", "link_flags", "link_mac", "link_info", "set_offloads", "offloads",
     "IFF_UP", "IFF_RUNNING", "IFF_PROMISC", "IFF_ALLMULTI",
 ]
 
 CLONE_NEWNET = 0x40000000           # setns(2) nstype for a network namespace
-SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFHWADDR = 0x8913, 0x8914, 0x8924
+SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFHWADDR, SIOCSIFHWADDR = 0x8913, 0x8914, 0x8927, 0x8924
 IFF_UP, IFF_RUNNING, IFF_PROMISC, IFF_ALLMULTI = 0x1, 0x40, 0x100, 0x200
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -145,6 +145,12 @@ def link_flags(sock: socket.socket, ifname: str) -> int:
     """IFF_* flags of `ifname`, through a socket that lives in that interface's namespace."""
     r = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16s24x", _ifreq_name(ifname)))
     return int(struct.unpack_from("16sH", r)[1])
+
+
+def link_mac(sock: socket.socket, ifname: str) -> bytes:
+    """The MAC of `ifname` (needs no privilege), through a socket in that interface's namespace."""
+    r = fcntl.ioctl(sock, SIOCGIFHWADDR, struct.pack("16s24x", _ifreq_name(ifname)))
+    return bytes(r[18:24])
 
 
 def set_link_mac(ifname: str, mac: bytes, *, up: bool = False) -> None:

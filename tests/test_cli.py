@@ -98,11 +98,12 @@ def test_replay_records_both_directions_and_prints_counters(tmp_path):
     assert rec.stat().st_size > 2_000_000
 
 
-def test_replay_with_drop_legacy_shows_the_oversize_drops():
+def test_replay_with_drop_legacy_shows_the_oversize_drops_and_exits_1_because_the_stream_does_not_verify():
     cap = ROOT / "fixtures" / "captures" / "tcp4_tso.pcapng"
     r = a2065("replay", cap, "--policy", "drop-legacy")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     assert "legacy_oversize" in r.stdout
+    assert "MISMATCH" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bench_with_an_unknown_benchmark_name_exits_2_and_names_it():

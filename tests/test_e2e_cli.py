@@ -19,13 +19,12 @@ pytestmark = pytest.mark.root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARD_MAC = "00:80:10:12:34:56"  # the default board (serial 0x123456)
-_CMD = None  # default: python -m a2065 bridge
 
 
 def _run_bridge_and_transfer(ipv6: bool, nbytes: int = 300_000):
     with Rig(ipv6=True) as rig:
         env = dict(os.environ, PYTHONPATH=ROOT)
-        cmd = _CMD or [sys.executable, "-m", "a2065", "bridge"]
+        cmd = [sys.executable, "-m", "a2065", "bridge"]
         p = subprocess.Popen(["ip", "netns", "exec", rig.ns_wire, *cmd, "--iface", rig.wire_dev,
                               "--guest-tap", rig.tap_name, "--duration", "60", "--json"],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -64,26 +63,12 @@ def test_a2065_bridge_carries_ipv6_tcp_because_the_guest_multicast_groups_reach_
     st = json.loads(out)
     assert st["bridge"]["frames_in"] == (st["bridge"]["delivered"] + st["bridge"]["queued"]
                                          + st["bridge"]["dropped_total"])
-
-
-def test_live_bridge_module_carries_ipv6_tcp_run_the_same_way():
-    """The same scenario through `python -m a2065.runners.live` (what cmd_bridge should delegate to)."""
-    global _CMD
-    old, _CMD = _CMD, [sys.executable, "-m", "a2065.runners.live"]
-    try:
-        got, sent, rc, out, err = _run_bridge_and_transfer(ipv6=True)
-    finally:
-        _CMD = old
-    assert rc == 0, err
-    assert got["bytes"] == sent["bytes"] == 300_000
-    assert got["sha256"] == sent["sha256"]
-    st = json.loads(out)
     assert st["interrupted"] is True
     assert any(m.startswith("33:33:ff") for m in st["driver"]["multicast"])
 
 
-def test_live_bridge_on_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
-    r = subprocess.run([sys.executable, "-m", "a2065.runners.live", "--iface", "a65nosuch0", "--duration", "1"],
+def test_a2065_bridge_on_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
+    r = subprocess.run([sys.executable, "-m", "a2065", "bridge", "--iface", "a65nosuch0", "--duration", "1"],
                        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2

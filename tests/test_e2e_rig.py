@@ -315,7 +315,7 @@ def _bridge_subprocess(rig, argv):
 
 def test_live_bridge_command_carries_traffic_and_stops_on_sigint_with_final_counters():
     with Rig(ipv6=False) as rig:
-        p = _bridge_subprocess(rig, [sys.executable, "-m", "a2065.runners.live", "--netns", rig.ns_wire,
+        p = _bridge_subprocess(rig, [sys.executable, "-m", "a2065", "bridge", "--netns", rig.ns_wire,
                                      "--iface", rig.wire_dev, "--guest-netns", rig.ns_guest,
                                      "--guest-tap", rig.tap_name, "--json"])
         try:

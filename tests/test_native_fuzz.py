@@ -158,8 +158,9 @@ def test_the_libfuzzer_binary_replays_every_regression_input_cleanly(fuzz_build)
 
 def test_the_atheris_pcapng_target_runs_3000_inputs_without_an_undocumented_exception(tmp_path):
     pytest.importorskip("atheris", reason="atheris not installed (pip install atheris)")
-    r = subprocess.run([sys.executable, str(FUZZ / "fuzz_pcapng.py"), "-runs=3000", "-seed=2065",
-                        f"-artifact_prefix={tmp_path}/", str(tmp_path), str(FUZZ / "pcapng_corpus")],
+    capfuzz = ROOT / "pcap_backend" / "fuzz"
+    r = subprocess.run([sys.executable, str(capfuzz / "fuzz_capfile.py"), "-runs=3000", "-seed=2065",
+                        f"-artifact_prefix={tmp_path}/", str(tmp_path), str(capfuzz / "corpus")],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0 and not list(tmp_path.glob("crash-*")), r.stderr[-4000:]
     assert "Done 3000 runs" in r.stderr

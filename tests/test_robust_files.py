@@ -2,7 +2,7 @@
 damaged input gives the documented error type and nothing else, and a damaged snapshot never
 leaves a board half-restored.
 
-Also the brief CI run of the atheris pcapng target (native/fuzz/fuzz_pcapng.py); the libFuzzer
+Also the brief CI run of the atheris pcapng target (pcap_backend/fuzz/fuzz_capfile.py); the libFuzzer
 segment() target's CI run and the regression replays are in tests/test_native_fuzz.py.
 """
 from __future__ import annotations
@@ -201,15 +201,15 @@ def _atheris_reason():
     return None
 
 
-def test_the_atheris_pcapng_target_runs_fifteen_seconds_without_a_finding(tmp_path):
+def test_the_atheris_capture_codec_target_runs_fifteen_seconds_without_a_finding(tmp_path):
     reason = _atheris_reason()
     if reason:
         pytest.skip(reason)
-    fuzz = ROOT / "native" / "fuzz"
-    r = subprocess.run([sys.executable, str(fuzz / "fuzz_pcapng.py"), "-max_total_time=15",
+    fuzz = ROOT / "pcap_backend" / "fuzz"
+    r = subprocess.run([sys.executable, str(fuzz / "fuzz_capfile.py"), "-max_total_time=15",
                         "-timeout=20", "-rss_limit_mb=1024", "-print_final_stats=1",
                         f"-artifact_prefix={tmp_path}/", str(tmp_path),
-                        str(fuzz / "pcapng_corpus")],
+                        str(fuzz / "corpus")],
                        capture_output=True, text=True, timeout=300, cwd=str(ROOT),
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     log = r.stdout + r.stderr

@@ -48,6 +48,7 @@ import pytest  # noqa: E402
 from test_usermode_rig import CardPump  # noqa: E402
 
 from pcap_backend.base import BackendUnavailable  # noqa: E402
+from a2065.rig.guest import start_switch, stop_switch as stop  # noqa: E402
 
 MAC_A = bytes.fromhex("008010000a0a")
 MAC_B = bytes.fromhex("008010000b0b")
@@ -67,25 +68,6 @@ def _vde_missing():
 
 VDE_MISSING = _vde_missing()
 pytestmark = pytest.mark.skipif(VDE_MISSING is not None, reason=VDE_MISSING or "")
-
-
-def start_switch(sock_dir: str) -> subprocess.Popen:
-    p = subprocess.Popen(["vde_switch", "-s", sock_dir], stdin=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if os.path.exists(os.path.join(sock_dir, "ctl")):
-            return p
-        if p.poll() is not None:
-            raise RuntimeError(f"vde_switch exited with {p.returncode}")
-        time.sleep(0.02)
-    p.kill()
-    raise RuntimeError("vde_switch did not create its control socket")
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.kill()
-    p.wait(5)
 
 
 def responder_frames(frame: bytes, mac: bytes, ip: str):

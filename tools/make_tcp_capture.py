@@ -309,15 +309,12 @@ def write_pcapng(path: str, records, comment: str, vnet: bool = True, own_mac: b
     """Records -> pcapng. vnet: each record starts with the virtio_net_hdr (written as the EPB's
     JSON comment); else the EPB comment holds only the direction, told by pkttype or, where the
     capture gave none (libpcap), by the source MAC (own_mac: the captured veth's address)."""
-    from pcapng import FileWriter, blocks
+    from pcap_backend.capfile import pcapng_header, pcapng_packet
 
-    shb = blocks.SectionHeader(options={"shb_userappl": "a2065 tools/make_tcp_capture.py",
-                                        "opt_comment": comment})
-    shb.new_member(blocks.InterfaceDescription, link_type=1, snaplen=262144,
-                   options={"if_name": "vethA", "if_tsresol": b"\x09"})
     stats = {"frames": 0, "super_packets": 0, "largest_frame": 0, "outgoing": 0, "incoming": 0}
     with open(path, "wb") as f:
-        w = FileWriter(f, shb)
+        f.write(pcapng_header(if_name="vethA", application="a2065 tools/make_tcp_capture.py",
+                              comment=comment))
         for ts, pkttype, data in records:
             if not vnet:
                 frame = data
@@ -331,13 +328,8 @@ def write_pcapng(path: str, records, comment: str, vnet: bool = True, own_mac: b
                 meta = {"dir": "out" if pkttype == PKTTYPE_OUTGOING else "in", "flags": flags,
                         "gso_type": gso_type, "hdr_len": hdr_len, "gso_size": gso_size,
                         "csum_start": csum_start, "csum_offset": csum_offset}
-            direction = 2 if pkttype == PKTTYPE_OUTGOING else 1  # epb_flags bits 0-1
-            epb = shb.new_member(blocks.EnhancedPacket, interface_id=0, packet_data=frame,
-                                 packet_len=len(frame),
-                                 options={"epb_flags": direction,
-                                          "opt_comment": json.dumps(meta, separators=(",", ":"))})
-            epb.timestamp_high, epb.timestamp_low = ts >> 32, ts & 0xFFFFFFFF
-            w.write_block(epb)
+            f.write(pcapng_packet(ts, frame, pkttype == PKTTYPE_OUTGOING,
+                                  comment=json.dumps(meta, separators=(",", ":"))))
             stats["frames"] += 1
             stats["outgoing" if pkttype == PKTTYPE_OUTGOING else "incoming"] += 1
             stats["largest_frame"] = max(stats["largest_frame"], len(frame))

@@ -157,15 +157,10 @@ class Rig:
     # -- handles inside the namespaces ------------------------------------------------------
     def open_backend(self, kind: str = "afpacket", **kw):
         """The bridge's live backend on the wire end of the veth, opened inside `wire`."""
-        with in_netns(self.ns_wire):
-            if kind == "afpacket":
-                from pcap_backend.backends.afpacket import AfPacket
-                b = AfPacket(self.wire_dev, **kw)
-            elif kind == "pcap":
-                from pcap_backend.backends.pcap import Pcap
-                b = Pcap(self.wire_dev, **kw)
-            else:
-                raise ValueError(f"backend must be afpacket or pcap, not {kind!r}")
+        from pcap_backend.backends import open_backend
+        if kind not in ("afpacket", "pcap"):
+            raise ValueError(f"backend must be afpacket or pcap, not {kind!r}")
+        b = open_backend(kind, self.wire_dev, open_in_netns=self.ns_wire, **kw)
         self._closers.append(b.close)
         return b
 

@@ -1,6 +1,7 @@
 """Live bridging: host interface <-> backend <-> Bridge <-> A2065 <-> Linux-style driver <-> TAP.
 
-The loop behind ``a2065 bridge`` and the end-to-end rig (``a2065.rig``)::
+The loop behind ``a2065 bridge`` (its one command line: a2065/cli/main.py) and the end-to-end rig
+(``a2065.rig``)::
 
     backend (AF_PACKET | pcap | TAP on --iface)          guest TAP (the emulated machine's stack)
         | poll / send                                       ^ write        | read
@@ -27,21 +28,18 @@ the main thread with ``handle_signals=True``: the loop finishes the step it is i
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
-import json
 import logging
 import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["LiveBridge", "GuestMulticast", "open_backend", "open_guest_tap", "run_bridge", "main"]
+__all__ = ["LiveBridge", "GuestMulticast", "open_guest_tap", "run_bridge"]
 
 log = logging.getLogger("a2065.runners.live")
 
@@ -116,8 +114,10 @@ class LiveBridge:
                  multicast: Optional[GuestMulticast] = None, mcast_interval: float = 0.2,
                  pending_frames: int = 64, guest_batch: int = 64,
                  threaded_writes: Optional[bool] = None, write_queue_frames: int = 8192,
-                 **runner_kw):
+                 flush_interval: float = 0.5, **runner_kw):
         from a2065.runners.replay import Runner
+        self.recorder = runner_kw.get("recorder")
+        self.flush_interval_ns = int(flush_interval * 1e9)
         self.backend = backend
         self.guest = guest
         self.timing = timing
@@ -280,11 +280,20 @@ class LiveBridge:
         sample_ns = int(sample_interval * 1e9) if sample_interval else None
         next_sample = start + sample_ns if sample_ns else None
         self._sync_multicast(start)
+        next_flush = start + self.flush_interval_ns
         try:
             while not self._stop_flag:
                 wall = mono()
                 if end is not None and wall >= end:
                     break
+                if wall >= next_flush and self.recorder is not None:
+                    # a killed run keeps what it saw; a recording that cannot be written stops
+                    # the run (the caller reports recorder.write_error)
+                    next_flush = wall + self.flush_interval_ns
+                    self.recorder.flush()
+                    if getattr(self.recorder, "write_error", None):
+                        log.error("recording failed: %s", self.recorder.write_error)
+                        break
                 if stop is not None and stop():
                     break
                 before = self._progress()
@@ -384,32 +393,32 @@ class LiveBridge:
 
 
 # ---------------------------------------------------------------------------------------------
-# opening things by name (CLI)
-
-def open_backend(kind: str, iface: str, netns: Optional[str] = None):
-    from pcap_backend.netns import in_netns
-    with in_netns(netns):
-        if kind == "afpacket":
-            from pcap_backend.backends.afpacket import AfPacket
-            return AfPacket(iface)
-        if kind == "pcap":
-            from pcap_backend.backends.pcap import Pcap
-            return Pcap(iface)
-        if kind == "tap":
-            from pcap_backend.backends.tap import Tap
-            return Tap(iface)
-    raise ValueError(f"backend must be afpacket, pcap or tap, not {kind!r}")
-
+# opening things (the `a2065 bridge` command)
 
 def open_guest_tap(name: str, mac: bytes, netns: Optional[str] = None, *, up: bool = True):
     """Create (or attach to) the guest's TAP in `netns`, give it the card's MAC so the chip's
-    PADR filter passes the guest's traffic, bring it up. Returns (tap, GuestMulticast)."""
-    from pcap_backend.netns import in_netns, set_link_mac
+    PADR filter passes the guest's traffic, bring it up. Returns (tap, GuestMulticast).
+
+    A TAP that already has the card's MAC and is up is left alone, so a TAP pre-made for an
+    unprivileged user (SECURITY.md) needs no capability; if it has another MAC and this process
+    may not change it, PermissionDenied says which command fixes it."""
     from pcap_backend.backends.tap import Tap
+    from pcap_backend.base import PermissionDenied
+    from pcap_backend.netns import IFF_UP, in_netns, link_flags, link_mac, set_link_mac
     with in_netns(netns):
         tap = Tap(name)
         try:
-            set_link_mac(tap.ifname, mac, up=up)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                have, flags = link_mac(s, tap.ifname), link_flags(s, tap.ifname)
+            if have != bytes(mac) or (up and not flags & IFF_UP):
+                try:
+                    set_link_mac(tap.ifname, mac, up=up)
+                except PermissionError as e:
+                    raise PermissionDenied(
+                        f"guest TAP {tap.ifname} has MAC {have.hex(':')}, the card "
+                        f"{bytes(mac).hex(':')}, and changing it needs CAP_NET_ADMIN: run "
+                        f"`sudo ip link set {tap.ifname} address {bytes(mac).hex(':')} up` once, "
+                        f"or pass --mac {have.hex(':')}") from e
             mc = GuestMulticast(tap.ifname)
         except BaseException:
             tap.close()
@@ -420,39 +429,53 @@ def open_guest_tap(name: str, mac: bytes, netns: Optional[str] = None, *, up: bo
 def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str = "wire",
                policy: str = "segment", record: Optional[str] = None, guest_tap: str = "a2065g%d",
                guest_netns: Optional[str] = None, netns: Optional[str] = None, mac=None,
-               duration: Optional[float] = None, handle_signals: bool = True,
+               duration: Optional[float] = None, handle_signals: bool = True, forwards=(),
                on_ready: Optional[Callable[["LiveBridge"], None]] = None) -> dict:
     """Open everything, bridge until stopped, close everything; return the final counters.
-    `backend` is a kind ("afpacket", "pcap", "tap": opened on `iface`, in `netns` if given) or an
-    already opened Backend object (e.g. a user-mode one), which is closed at the end too.
+    `backend` is a registry name (`pcap_backend.backends.REGISTRY`; opened on `iface`, in `netns`
+    if given, with `forwards`) or an already opened Backend object, which is closed at the end too.
+    The recording (`record`) carries wall-clock timestamps and is flushed at least every 0.5 s;
+    if it cannot be written the run stops and ``st["record_error"]`` says why.
     Raises pcap_backend BackendError subclasses (NoSuchInterface, PermissionDenied, ...) with
-    messages that say what to do."""
+    messages that say what to do, and ValueError for arguments the registry refuses."""
     from a2065 import A2065
-    if isinstance(backend, str):
-        if not iface:
-            raise ValueError("iface is required for backend " + backend)
-        b = open_backend(backend, iface, netns)
-        kind = backend
-    else:
-        b = backend
-        kind = getattr(b, "name", type(b).__name__)
+    interrupted = []
+    old_handlers = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        # installed before anything opens: a Ctrl-C while setting up stops cleanly too
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, lambda *_: interrupted.append(True))
+    b = None
     tap = mc = rec = lb = None
     try:
+        if isinstance(backend, str):
+            from pcap_backend.backends import open_backend
+            b = open_backend(backend, iface, forwards=forwards, open_in_netns=netns)
+            kind = backend
+        else:
+            b = backend
+            kind = getattr(b, "name", type(b).__name__)
         card_mac = bytes(mac) if mac is not None else A2065().mac
         tap, mc = open_guest_tap(guest_tap, card_mac, guest_netns)
         if record:
-            from pcap_backend.bridge import PcapngTee
+            from pcap_backend.backends.pcapng_io import PcapngTee
             rec = PcapngTee(record, comment=f"a2065 bridge on {iface or kind} ({kind}, {policy}, {timing})")
         lb = LiveBridge(b, tap, policy=policy, timing=timing, multicast=mc, mac=card_mac,
                         recorder=rec)
+        if rec is not None:  # emulated ns -> wall-clock ns since the epoch
+            rec.ts_offset_ns = time.time_ns() - lb.runner.now
         if on_ready is not None:
             on_ready(lb)
-        lb.run(duration, handle_signals=handle_signals)
+        lb.run(duration, stop=lambda: bool(interrupted))
+        lb.interrupted = bool(interrupted)
+        if rec is not None:
+            rec.flush()
         st = lb.stats()
         st["guest_tap"] = tap.ifname
         st["iface"] = iface
         st["backend_kind"] = kind
         st["record"] = record
+        st["record_error"] = rec.write_error if rec is not None else None
         return st
     finally:
         if lb is not None:
@@ -463,7 +486,10 @@ def run_bridge(*, iface: Optional[str] = None, backend="afpacket", timing: str =
             mc.close()
         if tap is not None:
             tap.close()
-        b.close()
+        if b is not None:
+            b.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
 
 
 def summary_rows(st: dict) -> list:
@@ -482,51 +508,3 @@ def summary_rows(st: dict) -> list:
         ["chip filtered / missed", f"{st['chip'].get('rx_filtered', 0):,} / {st['chip'].get('rx_missed', 0):,}"],
         ["multicast", ", ".join(st["driver"]["multicast"]) or "none"],
     ]
-
-
-def main(argv=None) -> int:
-    """``python -m a2065.runners.live``: the same as ``a2065 bridge`` (exit 0 after Ctrl-C)."""
-    p = argparse.ArgumentParser(prog="python -m a2065.runners.live", description=__doc__.split("\n")[0])
-    p.add_argument("--iface", required=True)
-    p.add_argument("--backend", choices=("afpacket", "pcap", "tap"), default="afpacket")
-    p.add_argument("--timing", choices=("wire", "fast"), default="wire")
-    p.add_argument("--policy", choices=("segment", "drop-legacy"), default="segment")
-    p.add_argument("--record", metavar="FILE")
-    p.add_argument("--guest-tap", default="a2065g%d")
-    p.add_argument("--guest-netns", help="create the guest TAP in this network namespace")
-    p.add_argument("--netns", help="open --iface in this network namespace")
-    p.add_argument("--duration", type=float)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="%(name)s: %(message)s", stream=sys.stderr)
-    from pcap_backend.base import BackendError, NoSuchInterface
-
-    def ready(lb):
-        print(f"bridging {a.iface} ({a.backend}) <-> A2065 {lb.driver.mac.hex(':')} <-> TAP "
-              f"{lb.guest.ifname}; {a.policy}, {a.timing} timing; Ctrl-C stops", file=sys.stderr,
-              flush=True)
-    try:
-        st = run_bridge(iface=a.iface, backend=a.backend, timing=a.timing, policy=a.policy,
-                        record=a.record, guest_tap=a.guest_tap, guest_netns=a.guest_netns,
-                        netns=a.netns, duration=a.duration, on_ready=ready)
-    except NoSuchInterface as e:
-        print(f"a2065 bridge: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # a bad interface name
-        print(f"a2065 bridge: error: {e}", file=sys.stderr)
-        return 2
-    except BackendError as e:
-        print(f"a2065 bridge: error: {e}", file=sys.stderr)
-        return 1
-    if a.json:
-        print(json.dumps(st, default=str))
-    else:
-        for k, v in summary_rows(st):
-            print(f"{k:28s} {v}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,10 +10,10 @@ Time is integer ns of emulated time. ``run`` never reads a clock: it jumps to th
 emulated goodput is what the real card would see. ``run_live`` maps time.monotonic_ns() onto
 emulated time for live backends, so 10 Mb/s holds in real time.
 
-Also here: ``CaptureReplay``, a small replay source for capture files whose packets carry the
-virtio-net metadata the fixture recorder writes (JSON ``opt_comment``), and ``StreamCollector``,
-which reassembles the TCP byte stream the guest received so it can be checked against a
-recorded SHA-256.
+Also here: ``read_capture`` (a whole capture in memory, with its section comment's SHA-256),
+and ``StreamCollector``, which reassembles the TCP byte stream the guest received so it can be
+checked against a recorded SHA-256. The replay backend itself is
+`pcap_backend.backends.pcapng_io.CaptureReplay` (re-exported here).
 """
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ import time
 from collections import Counter
 from typing import Callable, Optional
 
-from pcap_backend.base import Backend, CaptureFormatError, Packet
 from pcap_backend import headers
+from pcap_backend.backends.pcapng_io import CaptureReplay
+from pcap_backend.base import CaptureFormatError
 from pcap_backend.bridge import Bridge
 
 __all__ = ["Runner", "CaptureReplay", "StreamCollector", "read_capture", "Capture"]
@@ -39,12 +40,14 @@ TIMINGS = ("fast", "wire")
 # Capture reading
 
 class Capture:
-    """A pcapng file read into memory: packets, the section comment, a recorded SHA-256."""
+    """A capture file read into memory: packets, the section comment, a recorded SHA-256, and
+    the error that ended reading early (None when the whole file was read)."""
 
-    def __init__(self, path, packets, comment: str = ""):
+    def __init__(self, path, packets, comment: str = "", error: Optional[CaptureFormatError] = None):
         self.path = str(path)
-        self.packets = packets  # list of (ts_ns, frame, outgoing|None, PacketMeta|None)
+        self.packets = packets  # list of CapturedFrame (ts_ns, frame, outgoing|None, meta|None)
         self.comment = comment
+        self.error = error
         m = re.search(r"sha256[^0-9a-f]*([0-9a-f]{64})", comment or "", re.I)
         self.sha256 = m.group(1).lower() if m else None
 
@@ -71,9 +74,10 @@ class Capture:
 
 
 def read_capture(path) -> Capture:
-    """Read a pcapng (Ethernet link type) file through `iter_pcapng` (framed and bounded block by
-    block). Raises CaptureFormatError with what went wrong."""
-    from pcap_backend.backends.pcapng_io import iter_pcapng
+    """Read a pcapng or classic pcap (Ethernet) file through `pcap_backend.capfile`. Damage after
+    at least one intact packet is kept in `Capture.error` (the packets before it are kept);
+    an unreadable file, or one without a single intact packet, raises CaptureFormatError."""
+    from pcap_backend.capfile import iter_capture
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -85,56 +89,21 @@ def read_capture(path) -> Capture:
         if c:
             comments.append(c)
 
+    error = None
     with f:
         try:
-            for cf in iter_pcapng(f, on_section=on_section):
-                packets.append(tuple(cf))
+            for cf in iter_capture(f, on_section=on_section):
+                packets.append(cf)
         except CaptureFormatError as e:
-            raise CaptureFormatError(f"{path} is not a readable pcapng file ({e}); "
-                                     "check it with `tshark -r FILE`") from e
+            if not packets:
+                raise CaptureFormatError(f"{path} is not a readable capture: {e}; "
+                                         "check it with `tshark -r FILE`") from e
+            error = e
         except OSError as e:
             raise CaptureFormatError(f"cannot read {path}: {e.strerror or e}") from e
     if not packets:
         raise CaptureFormatError(f"{path} holds no packets")
-    return Capture(path, packets, comments[-1] if comments else "")
-
-
-class CaptureReplay(Backend):
-    """Replays captured packets onto emulated time: packet i arrives at
-    ``start_ns + (ts_i - ts_0)`` (``as_fast=True``: every packet at ``start_ns``, so the card
-    takes them as fast as it can). Transmits are counted and discarded."""
-
-    name = "replay"
-
-    def __init__(self, packets, *, start_ns: int = 0, as_fast: bool = False):
-        super().__init__()
-        t0 = packets[0][0] if packets else 0
-        self._pkts = [Packet(start_ns if as_fast else start_ns + max(0, ts - t0), f, meta)
-                      for ts, f, _out, meta in packets]
-        self._i = 0
-
-    def send(self, frame, t_ns):
-        self._tx_ok(frame)
-        return True
-
-    def poll(self, now_ns, limit=64):
-        out = []
-        p, i = self._pkts, self._i
-        n = len(p)
-        while i < n and len(out) < limit and p[i].arrival_ns <= now_ns:
-            out.append(p[i])
-            self.rx_frames += 1
-            self.rx_bytes += len(p[i].frame)
-            i += 1
-        self._i = i
-        return out
-
-    def next_deadline(self):
-        return self._pkts[self._i].arrival_ns if self._i < len(self._pkts) else None
-
-    @property
-    def exhausted(self) -> bool:
-        return self._i >= len(self._pkts)
+    return Capture(path, packets, comments[-1] if comments else "", error)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +191,14 @@ class StreamCollector:
     def sha256(self) -> str:
         return hashlib.sha256(self.stream()).hexdigest()
 
+    @property
+    def kind(self) -> Optional[str]:
+        """"TCP" when `stream()` is a TCP byte stream, "UDP" when it is datagram payloads, None
+        when the guest received no data."""
+        if any(f["bytes"] for f in self.flows.values()):
+            return "TCP"
+        return "UDP" if self.udp else None
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -287,9 +264,11 @@ class Runner:
         return self.bridge.queued == 0 and (nd is None or nd() is None)
 
     def run(self, *, until_ns: Optional[int] = None, max_steps: int = 10_000_000,
-            progress: Optional[Callable[["Runner"], None]] = None) -> "Runner":
+            progress: Optional[Callable[["Runner"], None]] = None,
+            stop: Optional[Callable[[], bool]] = None) -> "Runner":
         """Event-driven emulated time: step, jump to the next deadline, repeat; stop when idle
-        (or at `until_ns`). Deterministic; reads no clock."""
+        (or at `until_ns`, or when `stop()` is true; both callbacks run every 256 steps).
+        Deterministic; reads no clock."""
         self.step(self.now)
         same = 0
         for i in range(max_steps):
@@ -317,8 +296,11 @@ class Runner:
                 self.step(until_ns)
                 break
             self.step(t)
-            if progress is not None and not i & 255:
-                progress(self)
+            if not i & 255:
+                if progress is not None:
+                    progress(self)
+                if stop is not None and stop():
+                    break
         return self
 
     def run_live(self, seconds: Optional[float] = None, *, stop: Optional[Callable[[], bool]] = None,

@@ -15,6 +15,7 @@ import hashlib
 import struct
 import sys
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -111,10 +112,44 @@ def ipv6_exthdrs(frame: bytes, types: list[int]) -> bytes:
     return bytes(f[:l3 + 40] + chain + f[l3 + 40:])
 
 
-def seeds() -> dict[str, bytes]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fixture_capture import load
+class _Packet(NamedTuple):
+    ts_ns: int
+    frame: bytes
+    outgoing: Optional[bool]
+    meta: Optional[dict]     # the virtio_net_hdr as the capture's JSON comment carries it
 
+    @property
+    def gso_size(self) -> int:
+        return self.meta["gso_size"] if self.meta and self.meta["gso_type"] else 0
+
+    def segment_kwargs(self) -> dict:
+        """Keyword arguments for native.segment() that say what the kernel told us."""
+        m = self.meta or {}
+        partial = bool(m.get("flags", 0) & 1)  # VIRTIO_NET_HDR_F_NEEDS_CSUM
+        return {"gso_size": self.gso_size, "csum": 1 if partial else 0,
+                "csum_start": m.get("csum_start", 0) if partial else 0,
+                "csum_offset": m.get("csum_offset", 0) if partial else 0}
+
+
+def load(name: str) -> list:
+    """The packets of fixtures/captures/<name>_{tso,gso}.pcapng, read through the project's one
+    capture codec (this script is a development tool, not part of the native library)."""
+    sys.path.insert(0, str(ROOT))
+    from pcap_backend.capfile import iter_capture
+    path = next((ROOT / "fixtures" / "captures").glob(f"{name}_*.pcapng"))
+    out = []
+    for c in iter_capture(path):
+        meta = None
+        if c.meta is not None:
+            j = c.meta.to_json()
+            meta = {"dir": "out" if c.outgoing else "in", "flags": j["flags"],
+                    "gso_type": j["gso_type"], "hdr_len": 0, "gso_size": j["gso_size"],
+                    "csum_start": j["csum_start"], "csum_offset": j["csum_offset"]}
+        out.append(_Packet(c.ts_ns, bytes(c.frame), c.outgoing, meta))
+    return out
+
+
+def seeds() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name in ("tcp4", "tcp6", "udp4"):
         pkts = load(name)
@@ -170,13 +205,10 @@ def seeds() -> dict[str, bytes]:
 
 
 def pcapng_seeds() -> dict[str, bytes]:
-    """Small pcapng files for the atheris target (fuzz_pcapng.py): real blocks, few packets."""
+    """Small pcapng files for the atheris target (pcap_backend/fuzz/fuzz_capfile.py): real blocks, few packets."""
     import io
 
-    from pcapng import FileWriter, blocks
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fixture_capture import load
+    from pcapng import FileWriter, blocks  # an encoder independent of ours: other byte layouts
 
     def write(pkts, tsresol=b"\x09", comment=True, flags=True):
         shb = blocks.SectionHeader(options={"shb_userappl": "a2065 seeds"})
@@ -215,7 +247,7 @@ def main(argv) -> int:
         (outdir / f"{name}.bin").write_bytes(data)
         total += len(data)
     print(f"{len(seeds())} seeds, {total} bytes in {outdir}")
-    pdir = outdir.parent / "pcapng_corpus" if len(argv) <= 1 else outdir / "pcapng"
+    pdir = (ROOT / "pcap_backend" / "fuzz" / "corpus") if len(argv) <= 1 else outdir / "pcapng"
     pdir.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(pcapng_seeds().items()):
         (pdir / f"{name}.pcapng").write_bytes(data)

@@ -177,7 +177,8 @@ class Pcap(Backend):
         return self.ffi.string(self.lib.pcap_geterr(self._p)).decode(errors="replace")
 
     def _raise_activate(self, rc: int):
-        msg = f"pcap_activate({self.ifname}): {self._status(rc)}: {self._geterr()}"
+        status, detail = self._status(rc), self._geterr()
+        msg = f"pcap_activate({self.ifname}): {status}" + (f": {detail}" if detail and detail != status else "")
         if rc == PCAP_ERROR_NO_SUCH_DEVICE:
             raise NoSuchInterface(msg + " (see `ip link`; the name is looked up in this namespace)")
         if rc in (PCAP_ERROR_PERM_DENIED, PCAP_ERROR_PROMISC_PERM_DENIED):

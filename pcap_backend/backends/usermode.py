@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from ..base import BackendError
 
-__all__ = ["PeerUnreachable", "PeerGone", "USERMODE_BACKENDS", "make_usermode_backend"]
-
-USERMODE_BACKENDS = ("passt", "slirp", "vde")
-
+__all__ = ["PeerUnreachable", "PeerGone", "make_usermode_backend"]
 
 class PeerUnreachable(BackendError):
     """The daemon (passt) or switch (VDE) could not be started or reached."""
@@ -27,15 +24,9 @@ class PeerGone(PeerUnreachable):
 
 
 def make_usermode_backend(name: str, **opts):
-    """Build a user-mode backend by name: "passt" → `Passt(**opts)`, "slirp" → `Slirp(**opts)`,
-    "vde" → `Vde(**opts)` (for the CLI's ``bridge --backend``)."""
-    if name == "passt":
-        from .passt import Passt
-        return Passt(**opts)
-    if name == "slirp":
-        from .slirp import Slirp
-        return Slirp(**opts)
-    if name == "vde":
-        from .vde import Vde
-        return Vde(**opts)
-    raise ValueError(f"unknown user-mode backend {name!r} (one of {', '.join(USERMODE_BACKENDS)})")
+    """Build a user-mode backend by name through the one registry (`pcap_backend.backends.
+    open_backend`): "passt" -> `Passt(**opts)`, "slirp" -> `Slirp(**opts)`, "vde" -> `Vde(**opts)`."""
+    from .registry import USERMODE_BACKENDS, backend_class
+    if name not in USERMODE_BACKENDS:
+        raise ValueError(f"unknown user-mode backend {name!r} (one of {', '.join(USERMODE_BACKENDS)})")
+    return backend_class(name)(**opts)
