@@ -43,6 +43,11 @@ _CRC_RESIDUE = 0x2144DF1C
 MAX_GATHER = 32768
 #: Frames from the host without FCS are padded to this length (ref: reference §5, W pads not).
 MIN_DATA = MIN_FRAME - FCS_LEN  # 60
+#: Longest frame the receiver takes, FCS included. The Am7990 has no receive length limit of its
+#: own (ref: reference §5: a longer frame chains into further buffers). This bound is the model's:
+#: every frame fits one 1544-byte buffer, the size the Linux driver gives each descriptor (it
+#: loops forever on a chained one, reference §10), and an 802.1Q full-size frame (1522) passes.
+RX_MAX_FRAME = 1544
 
 # Plain-int copies of the flags for the hot paths.
 _INIT, _STRT, _STOP, _TDMD = 0x0001, 0x0002, 0x0004, 0x0008
@@ -69,7 +74,7 @@ class RxStatus(enum.Enum):
     MISSED = "missed"  # no owned descriptor: CSR0.MISS
     RX_OFF = "rx_off"  # stopped, RXON=0, or internal loopback (no external reception)
     BUSY = "busy"  # wire timing: still receiving the previous frame / inter-frame gap
-    TOO_LONG = "too_long"  # over 1518 bytes with FCS (1514 without)
+    TOO_LONG = "too_long"  # over RX_MAX_FRAME = 1544 bytes with FCS (1540 without)
     RUNT = "runt"  # has_fcs frame under 64 bytes
 
 
@@ -617,7 +622,7 @@ class Am7990:
         c.rx_offered += 1
         ram = self._ram
         n = len(frame)
-        if (has_fcs or ram is None or self._wire or n < MIN_DATA or n > MAX_FRAME - FCS_LEN
+        if (has_fcs or ram is None or self._wire or n < MIN_DATA or n > RX_MAX_FRAME - FCS_LEN
                 or self._csr0 & _RXON == 0 or self._mode & _M_LOOP or not self._csr3 & _BSWP):
             return self._receive(frame, has_fcs, n)
         # Hot path: fast timing, host frame (the chip adds the FCS), no padding, receiver on,
@@ -669,13 +674,13 @@ class Am7990:
             c.rx_dropped_loopback += 1  # internal loopback: no external reception (ref: DS90)
             return _RX_OFF
         if has_fcs:
-            if n > MAX_FRAME:
+            if n > RX_MAX_FRAME:
                 c.rx_dropped_too_long += 1
                 return RxStatus.TOO_LONG
             if n < MIN_FRAME:
                 c.rx_dropped_runt += 1  # ref: M discards runts; unverified in the datasheet
                 return RxStatus.RUNT
-        elif n > MAX_FRAME - FCS_LEN:
+        elif n > RX_MAX_FRAME - FCS_LEN:
             c.rx_dropped_too_long += 1
             return RxStatus.TOO_LONG
         wire = self._wire

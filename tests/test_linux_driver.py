@@ -303,3 +303,24 @@ def test_a_snapshot_taken_mid_traffic_restores_in_a_new_process_and_the_driver_c
                                                                               seed=77))]
     assert b["stats"][0]["rx_packets"] == 20 and b["stats"][0]["tx_packets"] == 7
     assert b["steps"][-1]["csr0"] == [RUNNING]
+
+
+# ------------------------------------------------------------------------------- receive bound
+
+@pytest.mark.parametrize("timing", TIMINGS)
+def test_tagged_full_size_8021q_frames_pass_through_the_real_driver_in_one_buffer(timing):
+    def tagged(n, seed):
+        f = frame(MAC, PEER, n, seed=seed)
+        return f[:12] + b"\x81\x00" + struct.pack(">H", 100 + seed) + f[12:n - 4]
+    vlan = [tagged(n, n - 1500) for n in (1515, 1516, 1517, 1518)]
+    longest = frame(MAC, PEER, 1540, seed=3)           # 1544 with FCS: exactly one buffer
+    too_long = frame(MAC, PEER, 1541, seed=4)
+    after = frame(MAC, PEER, 200, seed=5)
+    r = script([{"op": "open"},
+                {"op": "offer", "frames": hx(vlan + [longest, too_long, after])}], timing=timing)
+    s = r["steps"][1]
+    assert [len(f) for f in vlan] == [1515, 1516, 1517, 1518]
+    assert s["statuses"] == ["ACCEPTED"] * 5 + ["TOO_LONG", "ACCEPTED"]
+    assert rx_of(s) == vlan + [longest, after]
+    assert r["stats"][0]["rx_errors"] == 0 and r["stats"][0]["rx_over_errors"] == 0
+    assert r["chip_counters"][0]["rx_dropped_too_long"] == 1
