@@ -70,21 +70,25 @@ class LinuxMachine:
 
     def __init__(self, *, serials=(0x00123456,), timing: str = "fast", cpu_hz: int = PAL_HZ,
                  variant: str = "commodore", boards=None, max_slice_cycles: int = 20_000,
-                 image_bytes: bytes | None = None):
+                 image_bytes: bytes | None = None, ram_fast_path: bool = True):
         from a2065 import A2065
         from a2065.adapters.machine68k import Machine68kHost
+
+        from .fasthost import RamFastPathHost
 
         self.cards = list(boards) if boards is not None else [
             A2065(serial=s, timing=timing, variant=variant, strict=True) for s in serials]
         self.wire = []                          # (card index, frame with FCS, t_ns)
         for i, card in enumerate(self.cards):
             card.lance.transmit = self._transmitter(i)
-        self.host = Machine68kHost(self.cards, ram_kib=RAM_KIB, cpu_hz=cpu_hz,
-                                   max_slice_cycles=max_slice_cycles)
+        host_cls = RamFastPathHost if ram_fast_path else Machine68kHost
+        self.host = host_cls(self.cards, ram_kib=RAM_KIB, cpu_hz=cpu_hz,
+                             max_slice_cycles=max_slice_cycles)
         self.cpu_hz = cpu_hz
         self.jiffy_cycles = max(1, cpu_hz // HZ)
         self.image = image_bytes or image()
         self.received = []                      # (dev, frame) from netif_rx
+        self.sink = None                        # or callback(dev, frame) instead of `received`
         self.on_transmit = None                 # optional callback(card index, frame, t_ns)
 
     def _transmitter(self, i):
@@ -219,7 +223,11 @@ class LinuxMachine:
         k = 0
         while t != h and k < n:
             _, data, length, dev = self._slot("rxq", t, n)
-            self.received.append((dev, self.host.read_block(data, length)))
+            f = self.host.read_block(data, length)
+            if self.sink is not None:
+                self.sink(dev, f)
+            else:
+                self.received.append((dev, f))
             t = (t + 1) & 0xFFFFFFFF
             k += 1
         if k:
