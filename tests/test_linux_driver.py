@@ -324,3 +324,23 @@ def test_tagged_full_size_8021q_frames_pass_through_the_real_driver_in_one_buffe
     assert rx_of(s) == vlan + [longest, after]
     assert r["stats"][0]["rx_errors"] == 0 and r["stats"][0]["rx_over_errors"] == 0
     assert r["chip_counters"][0]["rx_dropped_too_long"] == 1
+
+
+# ------------------------------------------------------------------------------- harness
+
+def test_the_harness_ram_shortcut_changes_nothing_the_driver_or_the_card_can_see():
+    """RamFastPathHost answers A2065 buffer-RAM accesses from board.ram; the generic handlers
+    (chip catch-up and deadline check on every access) must give the very same run."""
+    out = [frame(PEER, MAC, n, seed=n) for n in (14, 61, 333, 1514)]
+    inbound = [frame(MAC, PEER, n, seed=n) for n in (60, 97, 1000, 1514)]
+    steps = [{"op": "open"}, {"op": "send", "frames": hx(out)},
+             {"op": "offer", "frames": hx(inbound), "paced": "wire"},
+             {"op": "rx_mode", "mc": hx(_groups(5))}, {"op": "send", "frames": hx(out)}]
+    fast = script(steps, timing="wire")
+    slow = script(steps, timing="wire", ram_fast_path=False)
+    for key in ("cycles", "now_ns", "stats", "chip_counters", "ladrf", "mmio", "irq_edges",
+                "irq_latencies_ns"):
+        assert fast[key] == slow[key], key
+    for a, b in zip(fast["steps"], slow["steps"]):
+        assert (a["tx"], a["rx"], a["csr0"]) == (b["tx"], b["rx"], b["csr0"])
+    assert [f for s in fast["steps"] for f in tx_of(s)] == [wire_frame(f) for f in out] * 2

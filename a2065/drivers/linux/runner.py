@@ -371,7 +371,8 @@ def scenario_script(a: dict) -> dict:
         boot = m.hi()
     else:
         m = LinuxMachine(serials=a.get("serials", [0x00123456]), timing=a.get("timing", "fast"),
-                         cpu_hz=a.get("cpu_hz", PAL_HZ), variant=a.get("variant", "commodore"))
+                         cpu_hz=a.get("cpu_hz", PAL_HZ), variant=a.get("variant", "commodore"),
+                         ram_fast_path=a.get("ram_fast_path", True))
         boot = m.boot()
     trace = []
     if a.get("trace"):
@@ -446,6 +447,8 @@ def scenario_script(a: dict) -> dict:
         "padr": [c.lance.padr.hex() for c in m.cards],
         "irq_edges": len(m.host.irq_edges),
         "invalid_accesses": list(m.host.invalid_accesses)[:20],
+        "mmio": {k: m.host.stats[k] for k in ("mmio_reads", "mmio_writes")},
+        "irq_latencies_ns": list(m.host.irq_latencies_ns)[:1000],
         "cycles": m.host.cycles,
         "now_ns": m.host.now_ns(),
         "wall_s": time.perf_counter() - t0,
