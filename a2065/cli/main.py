@@ -556,7 +556,7 @@ def cmd_bench(args) -> int:
     import subprocess
     out = Path(args.out) if args.out else ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    names = ["native", "lance", "board", "bridge", "usermode", "e2e"]
+    names = ["native", "lance", "board", "bridge", "usermode", "e2e", "linux_driver"]
     needs_root = {"usermode": "namespaces and the passt/libslirp/VDE rigs",
                   "e2e": "network namespaces, TAP, AF_PACKET"}
     if args.only:
@@ -680,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="run the benchmarks, write JSON and goodput plots",
                         description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
-                        "root) usermode.py and e2e.py; each writes DIR/<name>.json; e2e also draws "
+                        "root) usermode.py and e2e.py, and linux_driver.py (its goodput runs as root); "
+                        "each writes DIR/<name>.json; e2e also draws "
                         "e2e_goodput_time.png and e2e_goodput_summary.png (matplotlib).")
     be.add_argument("--quick", action="store_true", help="shorter runs (e2e: 5 s transfers)")
     be.add_argument("--out", metavar="DIR", help="where JSON and PNGs go (default bench/results)")

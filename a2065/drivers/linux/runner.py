@@ -89,6 +89,10 @@ class LinuxMachine:
         self.image = image_bytes or image()
         self.received = []                      # (dev, frame) from netif_rx
         self.sink = None                        # or callback(dev, frame) instead of `received`
+        self._consts = {}
+        self._jiffies = None
+        self._txq_head = None                   # host-written counters: our copy, read once
+        self._rxq_tail = None
         self.on_transmit = None                 # optional callback(card index, frame, t_ns)
 
     def _transmitter(self, i):
@@ -112,12 +116,24 @@ class LinuxMachine:
         off, fmt = HOSTIF[name]
         return struct.unpack(fmt, self.host.read_block(HI_ADDR + off, struct.calcsize(fmt)))[0]
 
+    def _const(self, name: str) -> int:
+        """A field the 68000 sets once before READY and never changes (queue addresses, sizes)."""
+        v = self._consts.get(name)
+        if v is None:
+            v = self._get(name)
+            if self._get("state") == HS_READY:
+                self._consts[name] = v
+        return v
+
     def r32(self, addr: int) -> int:
         return struct.unpack(">I", self.host.read_block(addr, 4))[0]
 
     # ---------------------------------------------------------------- time
     def tick(self) -> None:
-        self._set("jiffies", (self.host.now_ns() // JIFFY_NS) & 0xFFFFFFFF)
+        j = (self.host.now_ns() // JIFFY_NS) & 0xFFFFFFFF
+        if j != self._jiffies:
+            self._jiffies = j
+            self._set("jiffies", j)
 
     def run(self, cycles: int) -> None:
         """Run ``cycles`` of CPU time, keeping jiffies current, collecting received frames."""
@@ -184,15 +200,20 @@ class LinuxMachine:
         return self.command(HC_SET_RX_MODE, dev)
 
     # ---------------------------------------------------------------- frames
+    def _head(self) -> int:
+        if self._txq_head is None:
+            self._txq_head = self._get("txq_head")
+        return self._txq_head
+
     def tx_space(self) -> bool:
-        h, t, n = self._get("txq_head"), self._get("txq_tail"), self._get("txq_slots")
+        h, t, n = self._head(), self._get("txq_tail"), self._const("txq_slots")
         if (h - t) & 0xFFFFFFFF >= n:
             return False
         skb, _, _, _ = self._slot("txq", h, n)
         return skb != 0
 
     def _slot(self, q: str, index: int, n: int):
-        addr = self._get(q) + (index & (n - 1)) * SLOT.size
+        addr = self._const(q) + (index & (n - 1)) * SLOT.size
         return SLOT.unpack(self.host.read_block(addr, SLOT.size))
 
     def queue(self, frame: bytes, dev: int = 0) -> bool:
@@ -200,13 +221,14 @@ class LinuxMachine:
         if not self.tx_space():
             return False
         frame = bytes(frame)
-        n = self._get("txq_slots")
-        h = self._get("txq_head")
-        addr = self._get("txq") + (h & (n - 1)) * SLOT.size
+        n = self._const("txq_slots")
+        h = self._head()
+        addr = self._const("txq") + (h & (n - 1)) * SLOT.size
         skb, data, _, _ = SLOT.unpack(self.host.read_block(addr, SLOT.size))
         self.host.load(frame, data)
         self.host.load(SLOT.pack(skb, data, len(frame), dev), addr)
-        self._set("txq_head", (h + 1) & 0xFFFFFFFF)
+        self._txq_head = (h + 1) & 0xFFFFFFFF
+        self._set("txq_head", self._txq_head)
         return True
 
     def send(self, frame: bytes, dev: int = 0, *, max_ms: float = 2000) -> None:
@@ -215,11 +237,13 @@ class LinuxMachine:
         self.queue(frame, dev)
 
     def tx_drained(self) -> bool:
-        return self._get("txq_head") == self._get("txq_tail")
+        return self._head() == self._get("txq_tail")
 
     def collect(self) -> int:
         """Take every frame netif_rx passed up; return how many."""
-        h, t, n = self._get("rxq_head"), self._get("rxq_tail"), self._get("rxq_slots")
+        if self._rxq_tail is None:
+            self._rxq_tail = self._get("rxq_tail")
+        h, t, n = self._get("rxq_head"), self._rxq_tail, self._const("rxq_slots")
         k = 0
         while t != h and k < n:
             _, data, length, dev = self._slot("rxq", t, n)
@@ -231,6 +255,7 @@ class LinuxMachine:
             t = (t + 1) & 0xFFFFFFFF
             k += 1
         if k:
+            self._rxq_tail = t
             self._set("rxq_tail", t)
         return k
 
