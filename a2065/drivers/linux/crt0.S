@@ -6,7 +6,8 @@
  *   $000500-...      code, data, bss (the skb pool), heap; stack below RAM_SIZE
  *
  * Vector 26 (level-2 autovector) saves the C scratch registers and calls kshim_irq2, which runs
- * every handler requested on the shared line. Vector 24 (spurious) is ignored. Every other vector
+ * every handler requested on the shared line. Vector 30 (level 6) is the host's doorbell: it is
+ * acknowledged and the kernel loop wakes from STOP. Vector 24 (spurious) is ignored. Every other vector
  * goes to its own stub: it records the vector number and the stacked PC in the host interface,
  * sets state = HS_FAULT and halts with interrupts masked.
  */
@@ -25,6 +26,8 @@ _vectors:
         .long   spurious
         .elseif vec == 26
         .long   irq2
+        .elseif vec == 30
+        .long   irq6
         .else
         .long   fault_stubs + (vec - 2) * STUB_SIZE
         .endif
@@ -52,6 +55,13 @@ irq2:
         movem.l %d0-%d1/%a0-%a1,-(%sp)
         jsr     kshim_irq2
         movem.l (%sp)+,%d0-%d1/%a0-%a1
+        rte
+
+/* Level-6 autovector: the host's doorbell (a jiffy went by, or the host left work). Acknowledge
+ * it as an Amiga acknowledges EXTER: write INTREQ with bit 13 set and SET/CLR (bit 15) clear.
+ * The kernel loop, woken from its STOP, looks for the work itself. */
+irq6:
+        move.w  #0x2000,(HI_INTREQ).l
         rte
 
 spurious:

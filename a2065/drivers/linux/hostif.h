@@ -60,6 +60,12 @@
 #define HS_READY    0x0003         /* driver registered, kernel loop running */
 #define HS_FAULT    0x00EF         /* unexpected exception, see fault_vector/fault_pc */
 
+/* The host's doorbell: a level-6 interrupt (the Amiga's EXTER level, where the CIA timer that
+ * drives the Linux tick lives), acknowledged by writing EXTER (bit 13) to INTREQ. The host rings
+ * it when a jiffy goes by and whenever it leaves work (transmit slots, a command, taken frames). */
+#define HI_INTREQ       0xDFF09C
+#define HI_INTF_EXTER   0x2000
+
 #define HC_OPEN         1
 #define HC_CLOSE        2
 #define HC_SET_RX_MODE  3

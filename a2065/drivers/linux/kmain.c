@@ -17,6 +17,7 @@ void kshim_log_init(void);
 void kshim_skb_init(void);
 void kshim_run_timers(void);
 void kshim_free_received(void);
+int kshim_rx_unfreed(void);
 
 /* the host interface block itself: magic and version are in the image, the rest is zero */
 __attribute__((section(".hostif"), used)) struct hostif kshim_hostif = {
@@ -176,6 +177,22 @@ static void watchdog(void)
     }
 }
 
+/* Work the loop would do now; timers and the watchdog only change with jiffies (the tick rings). */
+static int work_pending(unsigned long j)
+{
+    if (HI->cmd || jiffies != j || kshim_rx_unfreed())
+        return 1;
+    if (tx_refill != HI->txq_tail + TXQ_SLOTS && HI->skb_free)
+        return 1;
+    if (HI->txq_tail != HI->txq_head) {
+        struct hi_slot *s = &txq[HI->txq_tail & (TXQ_SLOTS - 1)];
+        struct net_device *dev = dev_at(s->dev);
+        if (s->skb && !(dev && netif_running(dev) && netif_queue_stopped(dev)))
+            return 1;
+    }
+    return 0;
+}
+
 void kmain(void)
 {
     HI->state = HS_BOOT;
@@ -194,6 +211,7 @@ void kmain(void)
     HI->probe_result = kshim_module_init();
     HI->state = HS_READY;
     for (;;) {
+        unsigned long j = jiffies;
         HI->loops = HI->loops + 1;
         if (HI->cmd)
             do_command();
@@ -202,5 +220,13 @@ void kmain(void)
         tx_refill_slots();
         kshim_run_timers();
         watchdog();
+        /* Sleep until an interrupt unless work came in meanwhile. Interrupts are masked while
+         * looking, and STOP unmasks them in the same instruction, so a doorbell or card interrupt
+         * raised after the look is taken at once and wakes the loop (no lost wake-up). */
+        __asm__ __volatile__("ori.w #0x0700,%%sr" ::: "memory");
+        if (!work_pending(j))
+            __asm__ __volatile__("stop #0x2000" ::: "memory");
+        else
+            __asm__ __volatile__("andi.w #0xF8FF,%%sr" ::: "memory");
     }
 }

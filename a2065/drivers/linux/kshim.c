@@ -459,6 +459,11 @@ void kshim_free_received(void)
     local_irq_restore(sr);
 }
 
+int kshim_rx_unfreed(void)
+{
+    return rx_freed != HI->rxq_tail && rx_freed != HI->rxq_head;
+}
+
 /* netif_rx: hand the whole frame (header included) to the host through the receive slots. */
 int netif_rx(struct sk_buff *skb)
 {

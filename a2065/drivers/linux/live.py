@@ -33,7 +33,7 @@ class LinuxLive:
 
     def __init__(self, machine: LinuxMachine, backend, guest, *, policy: str = "segment",
                  multicast=None, mcast_interval: float = 0.2, pending_frames: int = 64,
-                 step_ns: int = 250_000, max_lag_ns: int = 500_000_000):
+                 step_ns: int = 1_000_000, max_lag_ns: int = 500_000_000):
         from pcap_backend.bridge import Bridge
 
         self.m = machine

@@ -72,16 +72,15 @@ class LinuxMachine:
                  variant: str = "commodore", boards=None, max_slice_cycles: int = 20_000,
                  image_bytes: bytes | None = None, ram_fast_path: bool = True):
         from a2065 import A2065
-        from a2065.adapters.machine68k import Machine68kHost
 
-        from .fasthost import RamFastPathHost
+        from .fasthost import HarnessHost, RamFastPathHost
 
         self.cards = list(boards) if boards is not None else [
             A2065(serial=s, timing=timing, variant=variant, strict=True) for s in serials]
         self.wire = []                          # (card index, frame with FCS, t_ns)
         for i, card in enumerate(self.cards):
             card.lance.transmit = self._transmitter(i)
-        host_cls = RamFastPathHost if ram_fast_path else Machine68kHost
+        host_cls = RamFastPathHost if ram_fast_path else HarnessHost
         self.host = host_cls(self.cards, ram_kib=RAM_KIB, cpu_hz=cpu_hz,
                              max_slice_cycles=max_slice_cycles)
         self.cpu_hz = cpu_hz
@@ -134,6 +133,7 @@ class LinuxMachine:
         if j != self._jiffies:
             self._jiffies = j
             self._set("jiffies", j)
+            self.host.ring()
 
     def run(self, cycles: int) -> None:
         """Run ``cycles`` of CPU time, keeping jiffies current, collecting received frames."""
@@ -176,6 +176,7 @@ class LinuxMachine:
     def command(self, cmd: int, arg: int = 0, *, max_ms: float = 1000) -> int:
         self._set("cmd_arg", arg)
         self._set("cmd", cmd)
+        self.host.ring()
         if not self.run_until(lambda: self._get("cmd") == 0, max_ms=max_ms):
             raise HarnessError(f"command {cmd} not done in {max_ms} ms\n{self.log()}")
         return self._get("cmd_result")
@@ -229,6 +230,7 @@ class LinuxMachine:
         self.host.load(SLOT.pack(skb, data, len(frame), dev), addr)
         self._txq_head = (h + 1) & 0xFFFFFFFF
         self._set("txq_head", self._txq_head)
+        self.host.ring()
         return True
 
     def send(self, frame: bytes, dev: int = 0, *, max_ms: float = 2000) -> None:
@@ -257,6 +259,7 @@ class LinuxMachine:
         if k:
             self._rxq_tail = t
             self._set("rxq_tail", t)
+            self.host.ring()
         return k
 
     # ---------------------------------------------------------------- inspection
