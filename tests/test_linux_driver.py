@@ -344,3 +344,10 @@ def test_the_harness_ram_shortcut_changes_nothing_the_driver_or_the_card_can_see
     for a, b in zip(fast["steps"], slow["steps"]):
         assert (a["tx"], a["rx"], a["csr0"]) == (b["tx"], b["rx"], b["csr0"])
     assert [f for s in fast["steps"] for f in tx_of(s)] == [wire_frame(f) for f in out] * 2
+
+
+def test_an_idle_kernel_sleeps_in_stop_and_wakes_once_or_twice_per_jiffy():
+    r = script([{"op": "open"}, {"op": "run", "ms": 1000}])
+    passes = r["steps"][1]["hostif"]["loops"] - r["steps"][0]["hostif"]["loops"]
+    # HZ = 100: the doorbell rings 100 times a second; a busy-polling loop would make ~10^5 passes
+    assert 90 <= passes <= 300
