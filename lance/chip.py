@@ -32,7 +32,8 @@ from .filter import address_filter
 from .layouts import DESC, decode_init
 from .timing import (
     FCS_LEN, IFG_NS, MAX_FRAME_WITH_FCS, MAX_FRAME_WITHOUT_FCS, MIN_FRAME_WITH_FCS,
-    MIN_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS, frame_wire_ns,
+    MIN_FRAME_WITHOUT_FCS, RX_MAX_FRAME_WITH_FCS, RX_MAX_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS,
+    frame_wire_ns,
 )
 
 log_rx = logging.getLogger("a2065.lance.rx")
@@ -76,7 +77,7 @@ class RxStatus(enum.Enum):
     MISSED = "missed"  # no owned descriptor: CSR0.MISS
     RX_OFF = "rx_off"  # stopped, RXON=0, or internal loopback (no external reception)
     BUSY = "busy"  # wire timing: still receiving the previous frame / inter-frame gap
-    TOO_LONG = "too_long"  # over 1518 bytes with FCS (1514 without)
+    TOO_LONG = "too_long"  # over RX_MAX_FRAME_WITH_FCS = 1544 bytes with FCS (1540 without)
     RUNT = "runt"  # has_fcs frame under 64 bytes
 
 
@@ -764,7 +765,7 @@ class Am7990:
         c = self.counters
         c.rx_offered += 1
         n = len(frame)
-        if has_fcs or not self._rx_fast or not MIN_FRAME_WITHOUT_FCS <= n <= MAX_FRAME_WITHOUT_FCS:
+        if has_fcs or not self._rx_fast or not MIN_FRAME_WITHOUT_FCS <= n <= RX_MAX_FRAME_WITHOUT_FCS:
             return self._receive(frame, has_fcs, n)
         # Hot path (see _paths_changed): a host frame (the chip adds the FCS) that needs no
         # padding and fits the current descriptor's buffer. Same effect as _receive.
@@ -817,13 +818,13 @@ class Am7990:
             c.rx_dropped_loopback += 1  # internal loopback: no external reception (ref: DS90)
             return _RX_OFF
         if has_fcs:
-            if n > MAX_FRAME_WITH_FCS:
+            if n > RX_MAX_FRAME_WITH_FCS:
                 c.rx_dropped_too_long += 1
                 return RxStatus.TOO_LONG
             if n < MIN_FRAME_WITH_FCS:
                 c.rx_dropped_runt += 1  # ref: M discards runts; unverified in the datasheet
                 return RxStatus.RUNT
-        elif n > MAX_FRAME_WITHOUT_FCS:
+        elif n > RX_MAX_FRAME_WITHOUT_FCS:
             c.rx_dropped_too_long += 1
             return RxStatus.TOO_LONG
         wire = self._wire

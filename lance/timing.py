@@ -13,6 +13,12 @@ SLOT_NS = 51_200  # slot time, 512 bit times
 TX_POLL_NS = 1_600_000  # idle transmit ring poll period (ref: M TX_POLL_PERIOD, TME quoting DS)
 MAX_FRAME_WITH_FCS = 1518  # 802.3 maximum frame incl. FCS
 MAX_FRAME_WITHOUT_FCS = MAX_FRAME_WITH_FCS - FCS_LEN  # 1514
+#: Longest frame the receiver takes, FCS included. The Am7990 has no receive length limit of its
+#: own (ref: reference section 5: a longer frame chains into further buffers). This bound is the
+#: model's: every frame fits one 1544-byte buffer, the size the Linux driver gives each descriptor
+#: (it loops forever on a chained one, reference section 10), and a full-size 802.1Q frame passes.
+RX_MAX_FRAME_WITH_FCS = 1544
+RX_MAX_FRAME_WITHOUT_FCS = RX_MAX_FRAME_WITH_FCS - FCS_LEN  # 1540
 MIN_FRAME_WITH_FCS = 64  # 802.3 minimum frame incl. FCS
 MIN_FRAME_WITHOUT_FCS = MIN_FRAME_WITH_FCS - FCS_LEN  # 60: what a sender pads a frame to
 

@@ -87,16 +87,21 @@ def test_receiver_off_returns_rx_off():
     assert r.chip.counters.rx_dropped_off == 1
 
 
-def test_frames_over_1514_bytes_without_fcs_are_too_long():
+def test_frames_over_1540_bytes_without_fcs_are_too_long_and_tagged_full_size_frames_pass():
+    # the Am7990 has no receive limit; the model's bound keeps a frame in one 1544-byte buffer
     r = running()
-    assert r.chip.receive(frame(length=1515)) is RxStatus.TOO_LONG
-    assert r.chip.receive(frame(length=1514)) is RxStatus.ACCEPTED
+    assert r.chip.receive(frame(length=1541)) is RxStatus.TOO_LONG
+    assert r.chip.receive(frame(length=1540)) is RxStatus.ACCEPTED
+    assert r.chip.receive(frame(length=1518)) is RxStatus.ACCEPTED    # 802.1Q full size
+    assert r.chip.counters.rx_dropped_too_long == 1
 
 
-def test_frames_with_fcs_over_1518_bytes_are_too_long():
+def test_frames_with_fcs_over_1544_bytes_are_too_long():
     r = running()
-    f = frame(length=1515)
+    f = frame(length=1541)
     assert r.chip.receive(f + fcs(f), has_fcs=True) is RxStatus.TOO_LONG
+    f = frame(length=1540)
+    assert r.chip.receive(f + fcs(f), has_fcs=True) is RxStatus.ACCEPTED
 
 
 def test_frames_with_fcs_under_64_bytes_are_runts():

@@ -660,7 +660,7 @@ def _one_line(e: BaseException) -> str:
     return head if sep and head == tail else text
 
 
-BENCHES = ("native", "lance", "board", "bridge", "usermode", "e2e")
+BENCHES = ("native", "lance", "board", "bridge", "usermode", "e2e", "linux_driver")
 BENCH_NEEDS_ROOT = {"usermode": "namespaces and the passt/libslirp/VDE rigs",
                     "e2e": "network namespaces, TAP, AF_PACKET"}
 
@@ -859,7 +859,8 @@ def _add_bench(sub) -> None:
     be = sub.add_parser("bench", formatter_class=_Help,
                         help="run the benchmarks, write JSON and goodput plots",
                         description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
-                        "root) usermode.py and e2e.py; each writes DIR/<name>.json and nothing "
+                        "root) usermode.py and e2e.py, and linux_driver.py (its goodput runs as "
+                        "root); each writes DIR/<name>.json and nothing "
                         "else; e2e also draws e2e_goodput_time.png and e2e_goodput_summary.png "
                         "(matplotlib) into DIR.")
     be.add_argument("--quick", action="store_true", help="shorter runs (e2e: 5 s transfers)")
