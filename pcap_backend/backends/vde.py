@@ -124,10 +124,10 @@ def parse_url(url) -> VdeUrl:
 
 
 def plugin_package(plugin: str) -> str:
-    """The Debian package that ships libvdeplug_PLUGIN.so (a guess for plugins Debian lacks)."""
+    """The Debian package that ships libvdeplug_PLUGIN.so, or a sentence saying none does."""
     if plugin in BUILTIN_PLUGINS:
         return "libvdeplug2"
-    return PLUGIN_PACKAGES.get(plugin, f"libvdeplug-{plugin} (not a Debian package)")
+    return PLUGIN_PACKAGES.get(plugin, "no Debian package (build the plugin from its source)")
 
 
 def _loaded_library_dirs() -> list:
@@ -190,8 +190,8 @@ def installed_plugins() -> list:
 
 def missing_plugin_message(url: VdeUrl) -> str:
     return (f"libvdeplug has no {url.plugin}:// plugin for {url.url!r}: "
-            f"libvdeplug_{url.plugin}.so is in none of {', '.join(plugin_dirs())}; install the "
-            f"Debian package {plugin_package(url.plugin)}; installed plugins: "
+            f"libvdeplug_{url.plugin}.so is in none of {', '.join(plugin_dirs())}; install: "
+            f"{plugin_package(url.plugin)}; installed plugins: "
             f"{', '.join(p + '://' for p in installed_plugins())}")
 
 
