@@ -158,9 +158,10 @@ class CardsProcess:
 
 class TwoHosts:
     """The topology of the module docstring: `hosts` host namespaces on one veth LAN, each with
-    `cards_per_host` cards in `procs_per_host` card processes and a vde_plug TAP endpoint."""
+    `cards_per_host` cards (an int, or one count per host) in `procs_per_host` card processes
+    and a vde_plug TAP endpoint."""
 
-    def __init__(self, *, cards_per_host: int = 4, procs_per_host: int = 2, hosts: int = 2,
+    def __init__(self, *, cards_per_host=4, procs_per_host: int = 2, hosts: int = 2,
                  log_dir: str = "/tmp"):
         from netns import unique
         if hosts != 2:
@@ -176,9 +177,11 @@ class TwoHosts:
         # a group of its own per run (administratively scoped 239/8), TTL 1, port of its own
         g = os.getpid() % 250 + 1
         self.url = f"vxvde://239.98.{g}.{int(tag.split('x')[-1]) % 250 + 1}/port={14000 + g}/ttl=1"
+        counts = [cards_per_host] * hosts if isinstance(cards_per_host, int) \
+            else list(cards_per_host)
         self.guests = []
         for h in range(hosts):
-            for s in range(cards_per_host):
+            for s in range(counts[h]):
                 self.guests.append(Guest(len(self.guests), h, s, f"a2vg{h}{s}{tag}"[:15],
                                          f"a2vt{h}{s}{tag}"[:15]))
         self._made: list = []
@@ -252,6 +255,9 @@ class TwoHosts:
     def start_cards(self, h: int) -> list:
         """The card processes of host h (its guests split evenly between them)."""
         mine = [g for g in self.guests if g.host == h]
+        if not mine:
+            self.cards[h] = []
+            return []
         per = -(-len(mine) // self.procs_per_host)
         procs = [CardsProcess(self.host_ns[h], self.url, mine[i:i + per], self.log_dir,
                               f"{h}-{i // per}-{time.monotonic_ns()}")
@@ -289,7 +295,8 @@ class TwoHosts:
 
     def mesh(self, flows, nbytes: int, timeout: float = 120.0) -> dict:
         """One TCP stream per (src, dst) guest-index flow, all at once: a `mesh` process per
-        guest namespace. Returns {(src, dst): (sent doc, received doc)}."""
+        guest namespace. Returns {(src, dst): (sent doc, received doc)}; `self.mesh_span_ns`
+        is then the time from the first connection to the last stream's end."""
         ips = ",".join(g.ip for g in self.guests)
         procs = {}
         for g in self.guests:
@@ -318,6 +325,9 @@ class TwoHosts:
         out = {}
         for s, d in flows:
             out[(s, d)] = (docs[s]["sent"].get(str(d)), docs[d]["received"].get(str(s)))
+        firsts = [d["first_ns"] for d in docs.values() if d.get("first_ns")]
+        lasts = [d["last_ns"] for d in docs.values() if d.get("last_ns")]
+        self.mesh_span_ns = (max(lasts) - min(firsts)) if firsts and lasts else None
         return out
 
 
@@ -378,6 +388,7 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
     pending = list(to)
     rx = {}       # sock -> state
     received, sent = {}, {}
+    first_ns = last_ns = None
     next_try = 0.0
     while time.monotonic() < end:
         now = time.monotonic()
@@ -391,6 +402,8 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
                     s.close()
                     continue
                 pending.remove(d)
+                if first_ns is None:
+                    first_ns = time.monotonic_ns()
                 tx[s] = {"dst": d, "pat": StreamPattern(stream_seed(me, d)), "k": 0, "pos": 0,
                          "sent": 0, "h": hashlib.sha256(), "chunk": None, "done": False}
             next_try = now + 0.5
@@ -404,6 +417,8 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
                 with contextlib.suppress(BlockingIOError):
                     c, addr = ls.accept()
                     c.setblocking(False)
+                    if first_ns is None:
+                        first_ns = time.monotonic_ns()
                     rx[c] = {"src": by_ip.get(addr[0], -1), "h": hashlib.sha256(), "bytes": 0}
                 continue
             st = rx[s]
@@ -420,6 +435,7 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
                 continue
             received[str(st["src"])] = {"bytes": st["bytes"], "sha256": st["h"].hexdigest(),
                                         "eof": "error" not in st}
+            last_ns = time.monotonic_ns()
             s.close()
             del rx[s]
         for s in w:
@@ -455,7 +471,9 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
     for s, st in rx.items():
         received.setdefault(str(st["src"]), {"bytes": st["bytes"],
                                              "sha256": st["h"].hexdigest(), "eof": False})
-    return {"me": me, "sent": sent, "received": received}
+    # CLOCK_MONOTONIC is system-wide: the caller compares these across namespaces
+    return {"me": me, "sent": sent, "received": received, "first_ns": first_ns,
+            "last_ns": last_ns}
 
 
 def main(argv=None) -> int:
