@@ -12,6 +12,9 @@ by tests/test_vde_distributed.py and bench/scale.py.
 
 The veth pair joins only the two host namespaces; neither has any other interface (no default
 route), so the multicast group and everything else stays inside. The vxvde URL uses TTL 1.
+With ``lan=False`` there is no LAN: each host has a veth pair of its own, and the two segments
+meet only through a ``dpipe vde_plug = vde_plug`` stream (`TwoHosts.join_by_stream`), the way two
+machines on a routed network are joined over ssh.
 
 Also here, run as a script inside a host namespace:
 
@@ -162,11 +165,12 @@ class TwoHosts:
     and a vde_plug TAP endpoint."""
 
     def __init__(self, *, cards_per_host=4, procs_per_host: int = 2, hosts: int = 2,
-                 log_dir: str = "/tmp"):
+                 log_dir: str = "/tmp", lan: bool = True):
         from netns import unique
         if hosts != 2:
             raise ValueError("the LAN is one veth pair: two hosts")
         self.hosts = hosts
+        self.lan = lan
         self.cards_per_host, self.procs_per_host = cards_per_host, procs_per_host
         self.log_dir = log_dir
         tag = unique("")
@@ -188,6 +192,7 @@ class TwoHosts:
         self.procs: list = []            # helper processes (endpoints, tools): killed at close
         self.cards: dict = {}            # host -> [CardsProcess]
         self.endpoints: dict = {}
+        self.streams: list = []          # join_by_stream process groups
 
     # -- set-up ------------------------------------------------------------------------------
     def __enter__(self) -> "TwoHosts":
@@ -215,8 +220,14 @@ class TwoHosts:
         from netns import run
         for ns in self.host_ns:
             self._ns(ns)
-        run(["ip", "link", "add", self.lan_dev[0], "netns", self.host_ns[0], "type", "veth",
-             "peer", "name", self.lan_dev[1], "netns", self.host_ns[1]])
+        if self.lan:
+            run(["ip", "link", "add", self.lan_dev[0], "netns", self.host_ns[0], "type", "veth",
+                 "peer", "name", self.lan_dev[1], "netns", self.host_ns[1]])
+        else:  # no LAN between the hosts: each has a veth pair of its own (a LAN of one host)
+            for h, ns in enumerate(self.host_ns):
+                run(["ip", "link", "add", self.lan_dev[h], "netns", ns, "type", "veth", "peer",
+                     "name", self.lan_dev[h][:-1] + "p", "netns", ns])
+                run(["ip", "link", "set", self.lan_dev[h][:-1] + "p", "up"], ns=ns)
         for h, ns in enumerate(self.host_ns):
             dev = self.lan_dev[h]
             run(["ip", "addr", "add", f"{LAN_PREFIX}{h + 1}/24", "dev", dev], ns=ns)
@@ -265,11 +276,31 @@ class TwoHosts:
         self.cards[h] = procs
         return procs
 
+    def join_by_stream(self, h: int = 0) -> subprocess.Popen:
+        """`dpipe vde_plug URL = <into the other host> vde_plug URL` in host h: the two hosts'
+        segments joined by one byte stream (`ip netns exec` stands in for ssh)."""
+        other = self.host_ns[1 - h]
+        p = subprocess.Popen(["ip", "netns", "exec", self.host_ns[h], "dpipe", "vde_plug",
+                              self.url, "=", "ip", "netns", "exec", other, "vde_plug", self.url],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)  # dpipe leads a process group of its own
+        self.streams.append(p)
+        return p
+
+    def split_stream(self, p: subprocess.Popen) -> None:
+        """End a `join_by_stream`: dpipe and both vde_plugs (the group dpipe leads)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            p.wait(5)
+
     def kill_cards(self, h: int) -> None:
         for c in self.cards.get(h, []):
             c.kill()
 
     def close(self) -> None:
+        for p in self.streams:
+            self.split_stream(p)
         for procs in self.cards.values():
             for c in procs:
                 c.kill()
@@ -302,6 +333,8 @@ class TwoHosts:
         for g in self.guests:
             to = [d for s, d in flows if s == g.index]
             expect = sum(1 for s, d in flows if d == g.index)
+            if not to and not expect:
+                continue
             p = self.spawn(g.ns, sys.executable, os.path.abspath(__file__), "mesh", "--me",
                            g.index, "--ips", ips, "--to", ",".join(map(str, to)) or "-",
                            "--expect", expect, "--bytes", nbytes, "--timeout", timeout)
@@ -313,11 +346,14 @@ class TwoHosts:
                 raise AssertionError(f"mesh {i} did not start: {line!r} {p.stderr.read()}")
         docs = {}
         for i, p in procs.items():
+            # read through the same buffered file as the READY line (communicate() would read
+            # the fd underneath and miss what that buffer already holds)
             try:
-                out, err = p.communicate(timeout=timeout + 30)
+                p.wait(timeout + 30)
             except subprocess.TimeoutExpired:
                 p.kill()
-                out, err = p.communicate()
+                p.wait(10)
+            out, err = p.stdout.read(), p.stderr.read()
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
             if not lines:
                 raise AssertionError(f"mesh {i} gave no result ({p.returncode}): {err[-2000:]}")

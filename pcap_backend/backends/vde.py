@@ -301,9 +301,6 @@ class Vde(Backend):
         if self._datafd >= 0:
             self._epoll.modify(self._datafd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
 
-    def _readable(self) -> bool:
-        return bool(self._ready.poll(0))
-
     def _flush(self) -> None:
         q = self._txq
         while q:
@@ -448,8 +445,12 @@ class Vde(Backend):
         turns = 0
         while len(out) < limit and turns < 4 * limit:  # skipped datagrams count too: bounded
             turns += 1
-            if may_block and not self._readable():
-                break
+            hangup = False
+            if may_block:
+                ready = self._ready.poll(0)
+                if not ready:
+                    break
+                hangup = bool(ready[0][1] & (select.POLLHUP | select.POLLERR))
             n = lib.vde_recv(self._conn, buf, VDE_ETHBUFSIZE, MSG_DONTWAIT)
             if n < 0:
                 e = ffi.errno
@@ -462,7 +463,9 @@ class Vde(Backend):
                     self.rx_errors.get(errno.errorcode.get(e, "error"), 0) + 1
                 break
             if n == 0:
-                if self._stream:
+                # a stream plugin returns 0 for a frame not yet complete too: the far end is
+                # gone only when its fd also reports a hang-up
+                if self._stream and hangup:
                     self._down("the stream was closed")
                     return out
                 break
