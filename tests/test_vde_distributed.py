@@ -163,7 +163,16 @@ def test_eight_guests_on_two_hosts_resolve_ping_and_stream_to_every_other_over_v
     all 28 streams at once, across the hosts and within each; the two vde_plug TAP endpoints
     reach every guest too."""
     th = two_hosts
+    import json
+    from netns import run
     from test_usermode_vde import neighbour_mac
+    # the multicast stays inside: each host namespace holds only lo, the LAN veth and the TAP
+    # of vde_plug, and has no default route
+    for h, ns in enumerate(th.host_ns):
+        links = {ln["ifname"] for ln in json.loads(run(["ip", "-j", "link", "show"], ns=ns).stdout)}
+        assert links == {"lo", th.lan_dev[h], th.endpoint_tap[h]}, links
+        routes = json.loads(run(["ip", "-j", "route", "show", "table", "all"], ns=ns).stdout)
+        assert not [r for r in routes if r.get("dst") == "default"], routes
     guests = th.guests
     assert len(guests) == 8 and len({g.mac for g in guests}) == 8
     assert sum(len(v) for v in th.cards.values()) == 4
