@@ -245,3 +245,63 @@ def test_a_loop_stops_on_its_event_and_reports_cpu_and_frames(switch):
     finally:
         close_all(loop)
 
+
+
+def test_card_specs_name_tap_serial_namespace_and_url():
+    from a2065.runners.multi import parse_card
+    assert parse_card("t0", "/tmp/sw") == {"tap": "t0", "serial": None, "netns": None,
+                                           "url": "/tmp/sw"}
+    assert parse_card("t1,0x0102,ns1", "vxvde://239.1.2.3") == \
+        {"tap": "t1", "serial": 0x102, "netns": "ns1", "url": "vxvde://239.1.2.3"}
+    assert parse_card("t2,,,cmd://ssh h vde_plug a,b", None)["url"] == "cmd://ssh h vde_plug a,b"
+    with pytest.raises(ValueError, match="no URL"):
+        parse_card("t3", None)
+    with pytest.raises(ValueError, match="TAP"):
+        parse_card(",1", "/tmp/sw")
+
+
+@pytest.mark.root
+def test_the_command_runs_two_cards_whose_guest_kernels_ping_each_other(switch, tmp_path):
+    """``python -m a2065.runners.multi --url SWITCH --card TAP,SERIAL,NETNS`` twice: one process,
+    two cards, each guest TAP in its own namespace with its card's MAC; the two guest kernels
+    ping each other through the cards and the switch; SIGTERM ends it with both cards' counters."""
+    import json
+    import signal
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, TAP)")
+    from netns import netns, run, unique
+    from test_usermode_vde import card_mac, kernel_ping
+    root = os.path.dirname(HERE)
+    with netns("a2m1") as n1, netns("a2m2") as n2:
+        taps = [unique("a2mt"), unique("a2mt")]
+        p = subprocess.Popen(
+            [sys.executable, "-m", "a2065.runners.multi", "--url", switch, "--timing", "fast",
+             "--json", "--card", f"{taps[0]},0x7b0001,{n1}", "--card", f"{taps[1]},0x7b0002,{n2}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+            env=dict(os.environ, PYTHONPATH=root))
+        try:
+            for ns, tap, ip in ((n1, taps[0], "10.79.1.1"), (n2, taps[1], "10.79.1.2")):
+                for _ in range(300):
+                    if run(["ip", "link", "show", tap], ns=ns, check=False).returncode == 0:
+                        break
+                    assert p.poll() is None, p.stderr.read()
+                    time.sleep(0.02)
+                run(["ip", "addr", "add", f"{ip}/24", "dev", tap], ns=ns)
+                run(["ip", "link", "set", tap, "up"], ns=ns)
+            assert kernel_ping(n1, "10.79.1.2", timeout=10)
+            assert kernel_ping(n2, "10.79.1.1", timeout=10)
+            from test_usermode_vde import neighbour_mac
+            assert neighbour_mac(n1, "10.79.1.2") == card_mac(0x7B0002)
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        assert p.returncode == 0, err
+        st = json.loads(out.strip().splitlines()[-1])
+        assert st["interrupted"] and st["error"] is None and len(st["cards"]) == 2
+        for c in st["cards"]:
+            assert c["chip"]["balanced"] and c["bridge"]["transmitted"] >= 2
+            assert c["driver"]["rx_frames"] >= 2 and c["backend"]["tx_failed"] == {}

@@ -11,6 +11,9 @@ thread) can run in a process::
         loop.add(Vde("vxvde://239.7.0.1"), guest_tap_i, serial=0x10 + i)
     loop.run(duration=60)            # or stop=event / loop.stop() / SIGTERM (handle_signals)
 
+From a shell: ``python -m a2065.runners.multi --url vxvde://239.1.2.3 --card a2065m0 --card
+a2065m1,0x000102,guestns`` (one guest TAP per card, each in a namespace if given).
+
 The loop waits on one epoll set holding every card's backend fd and guest fd (each tagged with
 its card), so a turn steps only the cards that have input, a due deadline, a multicast list to
 re-read or frames waiting for their driver's transmit ring; an idle card costs one deadline
@@ -34,7 +37,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["Card", "MultiCard", "CardCounters"]
+__all__ = ["Card", "MultiCard", "CardCounters", "parse_card", "main"]
 
 log = logging.getLogger("a2065.runners.multi")
 
@@ -308,3 +311,86 @@ class MultiCard:
     def close(self) -> None:
         for c in self.cards:
             c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m a2065.runners.multi
+
+def parse_card(spec: str, url: Optional[str]) -> dict:
+    """``TAP[,SERIAL[,NETNS[,URL]]]`` -> {tap, serial, netns, url} (ValueError on a bad one)."""
+    parts = spec.split(",", 3)
+    tap = parts[0]
+    if not tap:
+        raise ValueError(f"--card {spec!r}: the guest TAP name comes first")
+    serial = int(parts[1], 0) if len(parts) > 1 and parts[1] else None
+    netns = parts[2] if len(parts) > 2 and parts[2] else None
+    card_url = parts[3] if len(parts) > 3 and parts[3] else url
+    if not card_url:
+        raise ValueError(f"--card {spec!r}: no URL (give --url or a fourth field)")
+    return {"tap": tap, "serial": serial, "netns": netns, "url": card_url}
+
+
+def main(argv=None) -> int:
+    """Many cards in one process, each a plug of a VDE network with a guest TAP of its own."""
+    import argparse
+    import json
+    import sys
+    p = argparse.ArgumentParser(
+        prog="python -m a2065.runners.multi", description=main.__doc__,
+        epilog="example: python -m a2065.runners.multi --url vxvde://239.1.2.3 "
+               "--card a2065m0 --card a2065m1,0x000102,guestns1")
+    p.add_argument("--url", help="libvdeplug URL every card joins unless its --card names one "
+                   "(/tmp/sw, vde:///tmp/sw, vxvde://239.1.2.3, cmd://ssh host vde_plug, ...)")
+    p.add_argument("--card", action="append", required=True, metavar="TAP[,SERIAL[,NETNS[,URL]]]",
+                   help="one card: its guest TAP (created in NETNS if given) and board serial "
+                   "(default: 0x00A000 + its index), so its MAC; repeat for more cards")
+    p.add_argument("--timing", choices=("wire", "fast"), default="wire")
+    p.add_argument("--duration", type=float)
+    p.add_argument("--json", action="store_true", help="print the final counters as JSON")
+    a = p.parse_args(argv)
+    from a2065 import A2065
+    from a2065.runners.live import open_guest_tap
+    from pcap_backend.backends.vde import Vde
+    from pcap_backend.base import BackendError
+    try:
+        specs = [parse_card(s, a.url) for s in a.card]
+    except ValueError as e:
+        p.error(str(e))
+    loop = MultiCard(timing=a.timing)
+    opened: list = []
+    try:
+        for i, sp in enumerate(specs):
+            serial = sp["serial"] if sp["serial"] is not None else 0x00A000 + i
+            mac = A2065(serial=serial).mac
+            be = Vde(sp["url"], description=f"a2065-{serial:06x}")
+            opened.append(be)
+            tap, mc = open_guest_tap(sp["tap"], mac, sp["netns"])
+            opened.append(tap)
+            loop.add(be, tap, serial=serial, mac=mac, multicast=mc, name=tap.ifname)
+            print(f"card {i}: {sp['url']} <-> A2065 {mac.hex(':')} <-> TAP {tap.ifname}"
+                  + (f" in {sp['netns']}" if sp["netns"] else ""), file=sys.stderr, flush=True)
+        print(f"{len(loop.cards)} cards, {a.timing} timing; Ctrl-C stops", file=sys.stderr,
+              flush=True)
+        loop.run(a.duration, handle_signals=True)
+        st = loop.stats()
+    except (BackendError, ValueError, OSError) as e:
+        print(f"python -m a2065.runners.multi: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+        for h in reversed(opened):
+            h.close()
+    if a.json:
+        print(json.dumps(st, default=str))
+    else:
+        for c in st["cards"]:
+            b = c["bridge"]
+            print(f"{c['name']:16} delivered {b['delivered']:,} transmitted {b['transmitted']:,} "
+                  f"tx failed {b['tx_failed']:,}")
+        print(f"loop: {st['loops']:,} turns, {st['cpu_seconds']:.2f} CPU s, {st['frames']:,} frames")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
