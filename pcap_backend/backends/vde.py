@@ -1,16 +1,35 @@
-"""VDE backend: the card as one port of a Virtual Distributed Ethernet switch (Debian packages
-``vde2`` for ``vde_switch``/``vde_plug2tap`` and ``libvdeplug2``/``libvdeplug-dev`` for the plug
-library), so emulated machines in several processes, Linux TAPs and other VDE-speaking emulators
-(QEMU) share one Ethernet segment; VDE's own tools (``vde_plug`` over ssh, ``vxvde://``) join
-switches across hosts.
+"""VDE backend: the card as one plug of a Virtual Distributed Ethernet (libvdeplug 4).
+
+The card joins whatever a libvdeplug 4 URL names, through the library and its plugins as they
+are (Debian packages ``libvdeplug2`` for the library and its built-in plugins, ``vde2`` for
+``vde_switch``/``vde_plug2tap``, ``vdeplug`` for ``vde_plug``/``dpipe``):
+
+  ``/path`` or ``vde:///path[port]``  a ``vde_switch`` (or a ``hub://``/``switch://`` plug) on
+                                      this host; ``[N]`` picks the switch port
+  ``vxvde://[group][/opt...]``        a distributed Ethernet on an IP multicast group: every plug
+                                      on the group, on any host of the LAN, is on one segment,
+                                      no switch process (``/port=``, ``/vni=``, ``/ttl=``,
+                                      ``/if=``, ``/v4``, ``/v6``, ``/grp=``)
+  ``vxlan://``, ``udp://``, ``ptp://``, ``tap://``, ``cmd://``, ``hub://``, ``switch://``,
+  ``multi://``, ``bonding://``, ``seqpacket://``, ``null://``  the other built-in plugins;
+  ``slirp://``, ``pcap://``, ``agno://``, ``vlan://``, ``vdesl://`` come in their own Debian
+  packages (``PLUGIN_PACKAGES``)
+
+A URL whose plugin the library cannot load is `BackendUnavailable` naming the missing plugin
+file, the Debian package that ships it and the plugins that are installed (`installed_plugins`).
 
 libvdeplug is loaded with cffi in ABI mode (``libvdeplug.so.2``): ``vde_open_real`` (what the
 ``vde_open`` macro expands to, interface version 1), ``vde_send``, ``vde_recv``, ``vde_datafd``,
 ``vde_ctlfd``, ``vde_close``. The data fd is a datagram socket, one frame per datagram, put in
-non-blocking mode. `fileno()` is an epoll fd holding it: the same number across reconnects (a
-host loop that took it once keeps working), readable when a frame is waiting.
+non-blocking mode. Other plugins' data fds may be an epoll fd of their own (vxvde: one multicast
+and one unicast socket) whose ``vde_recv`` blocks whatever the flags: `poll()` calls ``vde_recv``
+only while that fd is readable. ``vde_recv`` returning 1 is a datagram the plugin consumed itself
+(vxvde: its own multicast looped back, another VNI), counted in ``rx_plugin_skipped``. `fileno()`
+is an epoll fd holding the data fd: the same number across reconnects (a host loop that took it
+once keeps working), readable when a frame is waiting.
 
-Switch failure: the switch closes the control connection (EOF on ``vde_ctlfd``) or sends fail
+Switch failure (plugins with a switch behind them: ``vde``; the stream of ``cmd://`` ending is
+the same): the switch closes the control connection (EOF on ``vde_ctlfd``) or sends fail
 with ECONNREFUSED/ENOENT. The link then goes down, `PeerGone` is kept in ``error`` and logged once,
 sends fail with reason ``peer_gone`` (the chip reports LCAR). While down, `poll()` tries to reopen
 the same switch at most every ``reconnect_interval`` seconds (host time); when the switch is back
@@ -23,11 +42,12 @@ import collections
 import errno
 import fcntl
 import os
+import re
 import select
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
-from ..base import Backend, BackendError, Packet
+from ..base import Backend, BackendError, BackendUnavailable, Packet
 from . import _util
 from .usermode import PeerGone, PeerUnreachable
 
@@ -65,17 +85,159 @@ def load_libvdeplug(names=LIBRARY_NAMES):
     return _util.load_cffi_library("libvdeplug", _CDEF, names, INSTALL_HINT, _probe_libvdeplug,
                                    _loaded)
 
+
+# ---------------------------------------------------------------------------------------------
+# URLs and plugins
+
+#: plugins the Debian package libvdeplug2 (libvdeplug 4.0.1) ships in its plugin directory
+BUILTIN_PLUGINS = ("bonding", "cmd", "hub", "multi", "null", "ptp", "seqpacket", "switch", "tap",
+                   "udp", "vde", "vxlan", "vxvde")
+#: plugins Debian ships in packages of their own
+PLUGIN_PACKAGES = {"agno": "libvdeplug-agno", "pcap": "libvdeplug-pcap",
+                   "slirp": "libvdeplug-slirp", "vdesl": "libvdeplug-vdesl",
+                   "vlan": "libvdeplug-vlan"}
+#: plugins whose data is a byte stream: vde_recv returning 0 is the far end closing it
+STREAM_PLUGINS = ("cmd", "vdesl")
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_PLUGIN_FILE = re.compile(r"libvdeplug_([A-Za-z0-9_]+)\.so$")
+
+
+class VdeUrl(NamedTuple):
+    """A libvdeplug URL split as the library splits it: ``plugin://address``; a string without
+    ``://`` is the address of the default plugin ``vde`` (a switch directory)."""
+    plugin: str
+    address: str
+    url: str
+
+
+def parse_url(url) -> VdeUrl:
+    """`VdeUrl` of `url`; ValueError for an empty URL or a plugin name that is not a word."""
+    s = os.fspath(url) if not isinstance(url, str) else url
+    if not s:
+        raise ValueError("empty VDE URL")
+    if "://" not in s:
+        return VdeUrl("vde", s, s)
+    plugin, _, address = s.partition("://")
+    if not _PLUGIN_NAME.fullmatch(plugin):
+        raise ValueError(f"VDE URL {s!r}: {plugin!r} is not a plugin name (letters, digits, _)")
+    return VdeUrl(plugin, address, s)
+
+
+def plugin_package(plugin: str) -> str:
+    """The Debian package that ships libvdeplug_PLUGIN.so, or a sentence saying none does."""
+    if plugin in BUILTIN_PLUGINS:
+        return "libvdeplug2"
+    return PLUGIN_PACKAGES.get(plugin, "no Debian package (build the plugin from its source)")
+
+
+def _loaded_library_dirs() -> list:
+    """Directories of the libvdeplug this process mapped (from /proc/self/maps)."""
+    out: list = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(" ")[-1]
+                if "/libvdeplug.so" in path:
+                    d = os.path.dirname(path)
+                    if d not in out:
+                        out.append(d)
+    except OSError:
+        pass
+    return out
+
+
+def plugin_dirs() -> list:
+    """Where libvdeplug 4 looks for ``libvdeplug_NAME.so``, in its order: each directory of
+    $VDEPLUGIN_PATH, ~/.vdeplug, then ``vdeplug/`` beside the library (Debian:
+    /usr/lib/<multiarch>/vdeplug) and under /usr/local/lib, /usr/lib, /lib."""
+    dirs: list = [d for d in os.environ.get("VDEPLUGIN_PATH", "").split(":") if d]
+    dirs.append(os.path.join(os.path.expanduser("~"), ".vdeplug"))
+    dirs += [os.path.join(d, "vdeplug") for d in _loaded_library_dirs()]
+    dirs += ["/usr/local/lib/vdeplug", "/usr/lib/vdeplug", "/lib/vdeplug"]
+    seen, out = set(), []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real not in seen:
+            seen.add(real)
+            out.append(d)
+    return out
+
+
+def find_plugin(plugin: str) -> Optional[str]:
+    """Path of ``libvdeplug_PLUGIN.so`` in `plugin_dirs()`, or None."""
+    for d in plugin_dirs():
+        path = os.path.join(d, f"libvdeplug_{plugin}.so")
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def installed_plugins() -> list:
+    """Sorted names of the plugins found in `plugin_dirs()` (``vde`` is always one: the library
+    falls back to its own code for it)."""
+    names = {"vde"}
+    for d in plugin_dirs():
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for e in entries:
+            m = _PLUGIN_FILE.match(e)
+            if m:
+                names.add(m.group(1))
+    return sorted(names)
+
+
+def missing_plugin_message(url: VdeUrl) -> str:
+    return (f"libvdeplug has no {url.plugin}:// plugin for {url.url!r}: "
+            f"libvdeplug_{url.plugin}.so is in none of {', '.join(plugin_dirs())}; install: "
+            f"{plugin_package(url.plugin)}; installed plugins: "
+            f"{', '.join(p + '://' for p in installed_plugins())}")
+
+
+def _open_failure_hint(url: VdeUrl) -> str:
+    if url.plugin == "vde":
+        return (f"is vde_switch running with -s {url.address}? it is in the Debian package vde2")
+    if url.plugin in ("vxvde", "vxlan"):
+        return ("does this host have a route for the multicast group (ip route add 224.0.0.0/4 "
+                "dev IFACE, or /if=IFACE in the URL) and an address on that interface?")
+    if url.plugin == "cmd":
+        return "does the command start and speak the vde_plug stream (vde_plug on the far end)?"
+    return f"see libvdeplug_{url.plugin}(1)"
+
+
 class Vde(Backend):
-    """`Vde("/tmp/sw")`: join the vde_switch whose control directory (or URL) is given."""
+    """`Vde(url)`: join the VDE network a libvdeplug URL names: ``Vde("/tmp/sw")`` (a
+    vde_switch), ``Vde("vxvde://239.1.2.3/port=14879")`` (a multicast segment), ...
+
+    `switch` is the URL (the name is historical: a switch directory is the common case).
+    BackendUnavailable: libvdeplug, or the URL's plugin, is not installed (the message names the
+    plugin, its Debian package and the installed plugins). PeerUnreachable: the plugin is there
+    but could not open the network (no switch, no multicast route); ``reconnect=True`` keeps
+    trying instead."""
 
     name = "vde"
 
     def __init__(self, switch: str, *, port: int = 0, description: str = "a2065",
                  reconnect: bool = False, reconnect_interval: float = 0.5,
                  out_queue: int = 256, library=LIBRARY_NAMES, name: Optional[str] = None):
-        super().__init__(name or f"vde.{os.path.basename(str(switch).rstrip('/')) or 'switch'}")
+        url = parse_url(switch)
+        if name is None:
+            if url.plugin == "vde":
+                name = f"vde.{os.path.basename(url.address.rstrip('/')) or 'switch'}"
+            else:
+                name = f"{url.plugin}.{url.address.strip('/')[:48] or 'default'}"
+        super().__init__(name)
         self.ffi, self.lib = load_libvdeplug(library)
-        self.switch = str(switch)
+        self.url = url
+        self.plugin = url.plugin
+        self.switch = url.url
+        # vde: a datagram socket (recv honours MSG_DONTWAIT); other plugins may block in
+        # vde_recv, so it is called only while their data fd is readable
+        self._recv_may_block = url.plugin != "vde"
+        self._stream = url.plugin in STREAM_PLUGINS
+        self._ready = select.poll()
+        self.rx_plugin_skipped = 0
         self.port = port
         self.description = description
         self.reconnect_interval = reconnect_interval
@@ -111,15 +273,27 @@ class Vde(Backend):
                                       LIBVDEPLUG_INTERFACE_VERSION, args)
         if conn == ffi.NULL:
             e = ffi.errno
-            raise PeerUnreachable(f"cannot join the VDE switch {self.switch!r}: "
-                                  f"{os.strerror(e) if e else 'vde_open failed'} (is vde_switch "
-                                  f"running with -s {self.switch}? it is in the Debian package vde2)")
+            if e == errno.EPROTONOSUPPORT and self.url.plugin != "vde":
+                if find_plugin(self.url.plugin) is None:
+                    raise BackendUnavailable(missing_plugin_message(self.url))
+                raise BackendUnavailable(
+                    f"libvdeplug could not load its {self.url.plugin}:// plugin "
+                    f"({find_plugin(self.url.plugin)}) for {self.switch!r}: a broken or "
+                    f"mismatched install? reinstall {plugin_package(self.url.plugin)}")
+            what = "the VDE switch" if self.url.plugin == "vde" else \
+                f"the VDE network ({self.url.plugin} plugin)"
+            raise PeerUnreachable(f"cannot join {what} {self.switch!r}: "
+                                  f"{os.strerror(e) if e else 'vde_open failed'} "
+                                  f"({_open_failure_hint(self.url)})")
         self._conn = conn
         self._datafd = self.lib.vde_datafd(conn)
         self._ctlfd = self.lib.vde_ctlfd(conn)
-        fl = fcntl.fcntl(self._datafd, fcntl.F_GETFL)
-        fcntl.fcntl(self._datafd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        if not self._recv_may_block:
+            fl = fcntl.fcntl(self._datafd, fcntl.F_GETFL)
+            fcntl.fcntl(self._datafd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
         self._epoll.register(self._datafd, select.EPOLLIN)
+        self._ready = select.poll()
+        self._ready.register(self._datafd, select.POLLIN)
 
     def _watch_writable(self, on: bool) -> None:
         """EPOLLOUT interest on the data fd while frames wait, so the host's select on
@@ -163,10 +337,12 @@ class Vde(Backend):
             self.lib.vde_close(self._conn)
         self._conn = self.ffi.NULL
         self._datafd = self._ctlfd = -1
+        self._ready = select.poll()
 
     def _down(self, why: str) -> None:
         if self.error is None:
-            self.error = PeerGone(f"VDE switch {self.switch!r} is gone: {why}")
+            what = "VDE switch" if self.plugin == "vde" else f"VDE network ({self.plugin})"
+            self.error = PeerGone(f"{what} {self.switch!r} is gone: {why}")
             self.conditions.hit("link:peer_gone", "%s: %s; reconnecting every %.1f s",
                                 self.name, self.error, self.reconnect_interval)
         self._close_conn()
@@ -185,7 +361,7 @@ class Vde(Backend):
         self.error = None
         self.reconnects += 1
         self.conditions.clear("link:peer_gone")
-        self.log.info("%s: rejoined the switch %s", self.name, self.switch)
+        self.log.info("%s: rejoined %s", self.name, self.switch)
 
     def raise_if_failed(self) -> None:
         if self.error is not None:
@@ -265,7 +441,16 @@ class Vde(Backend):
             if self.error is not None:
                 return out
         ffi, lib, buf = self.ffi, self.lib, self._buf
-        while len(out) < limit:
+        may_block = self._recv_may_block
+        turns = 0
+        while len(out) < limit and turns < 4 * limit:  # skipped datagrams count too: bounded
+            turns += 1
+            hangup = False
+            if may_block:
+                ready = self._ready.poll(0)
+                if not ready:
+                    break
+                hangup = bool(ready[0][1] & (select.POLLHUP | select.POLLERR))
             n = lib.vde_recv(self._conn, buf, VDE_ETHBUFSIZE, MSG_DONTWAIT)
             if n < 0:
                 e = ffi.errno
@@ -278,7 +463,15 @@ class Vde(Backend):
                     self.rx_errors.get(errno.errorcode.get(e, "error"), 0) + 1
                 break
             if n == 0:
+                # a stream plugin returns 0 for a frame not yet complete too: the far end is
+                # gone only when its fd also reports a hang-up
+                if self._stream and hangup:
+                    self._down("the stream was closed")
+                    return out
                 break
+            if n == 1:  # the plugin consumed the datagram itself (its own echo, another VNI)
+                self.rx_plugin_skipped += 1
+                continue
             if n < 14:
                 self.rx_errors["runt"] = self.rx_errors.get("runt", 0) + 1
                 continue
@@ -291,7 +484,8 @@ class Vde(Backend):
 
     def stats(self) -> dict:
         s = super().stats()
-        s.update(switch=self.switch, reconnects=self.reconnects, rx_errors=dict(self.rx_errors),
+        s.update(switch=self.switch, plugin=self.plugin, reconnects=self.reconnects,
+                 rx_errors=dict(self.rx_errors), rx_plugin_skipped=self.rx_plugin_skipped,
                  tx_deferred=self.tx_deferred, tx_queued=len(self._txq),
                  error=str(self.error) if self.error else None)
         return s
@@ -314,4 +508,5 @@ class Vde(Backend):
             pass
 
 
-__all__ = ["Vde", "load_libvdeplug", "INSTALL_HINT"]
+__all__ = ["Vde", "VdeUrl", "parse_url", "load_libvdeplug", "INSTALL_HINT", "BUILTIN_PLUGINS",
+           "PLUGIN_PACKAGES", "plugin_package", "plugin_dirs", "find_plugin", "installed_plugins"]
