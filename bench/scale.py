@@ -4,7 +4,7 @@
     python bench/scale.py --json FILE [--quick] [--plot PNG]     (root: network namespaces, TAP)
 
 Two hosts simulated as network namespaces on one veth LAN, joined by vxvde (libvdeplug 4's
-distributed plug; no switch process), drawn in tests/vde_hosts.py.
+distributed plug; no switch process), drawn in a2065/rig/vde_hosts.py.
 
 Part 1, across hosts: 4 cards per host in 2 card processes per host (a `MultiCard` loop each),
 each card's guest kernel in a namespace of its own behind a TAP. Every guest pings every other
@@ -35,15 +35,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 CARD_COUNTS = (1, 2, 4, 8)
 
 
 def across_hosts(nbytes: int, log_dir: str) -> dict:
     from a2065.rig import stream_bytes
-    from test_usermode_vde import kernel_ping
-    from vde_hosts import TwoHosts, stream_seed
+    from a2065.rig.core import kernel_ping
+    from a2065.rig.vde_hosts import TwoHosts, stream_seed
     with TwoHosts(cards_per_host=4, procs_per_host=2, log_dir=log_dir) as th:
         g = th.guests
         pairs = [(a, b) for a in g for b in g if a is not b]
@@ -75,8 +75,8 @@ def across_hosts(nbytes: int, log_dir: str) -> dict:
 
 def cards_in_one_process(n: int, seconds: float, log_dir: str) -> dict:
     from a2065.rig import Rig, stream_bytes
-    from test_usermode_vde import spawn_tool
-    from vde_hosts import TwoHosts
+    from a2065.rig.core import spawn_tool
+    from a2065.rig.vde_hosts import TwoHosts
     with TwoHosts(cards_per_host=(n, 0), procs_per_host=1, log_dir=log_dir) as th:
         started = []
         for i, g in enumerate(th.guests):
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("bench/scale.py needs root (network namespaces and TAPs)", file=sys.stderr)
         return 2
-    from vde_hosts import vxvde_missing
+    from a2065.rig.vde_hosts import vxvde_missing
     why = vxvde_missing()
     if why:
         print(f"bench/scale.py: {why}", file=sys.stderr)

@@ -145,36 +145,15 @@ class CardA:
 
 
 def kernel_ping(ns, ip, card=None, timeout=5.0) -> bool:
-    """The namespace's kernel sends ICMP echo requests to ip (an ICMP datagram socket) until one
-    is answered; `card` (a CardA) is pumped meanwhile and answers for IP_A."""
-    from netns import in_netns, run
-    run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], ns=ns)
-    with in_netns(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-    try:
-        s.setblocking(False)
-        end, last, seq = time.monotonic() + timeout, 0.0, 0
-        while time.monotonic() < end:
-            if time.monotonic() - last > 0.5:
-                seq += 1
-                s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, seq) + b"a2065-vde", (ip, 0))
-                last = time.monotonic()
-            try:
-                d, addr = s.recvfrom(2048)
-                if addr[0] == ip and d[0] == 0:
-                    return True
-            except BlockingIOError:
-                pass
-            if card is not None:
-                card.pump.pump(0.005)
-                while card.got:
-                    for f in responder_frames(card.got.popleft(), MAC_A, IP_A):
-                        card.pump.guest_send(f)
-            else:
-                time.sleep(0.005)
-        return False
-    finally:
-        s.close()
+    """a2065.rig's kernel_ping; `card` (a CardA) is pumped meanwhile and answers for IP_A."""
+    from a2065.rig.core import kernel_ping as rig_kernel_ping
+
+    def pump():
+        card.pump.pump(0.005)
+        while card.got:
+            for f in responder_frames(card.got.popleft(), MAC_A, IP_A):
+                card.pump.guest_send(f)
+    return rig_kernel_ping(ns, ip, timeout=timeout, while_waiting=pump if card else None)
 
 
 @pytest.fixture
@@ -469,18 +448,8 @@ def neighbour_mac(ns: str, ip: str):
 
 
 def spawn_tool(procs: list, ns: str, *args) -> subprocess.Popen:
-    """An a2065.rig endpoint tool (tcp-recv / tcp-send) in `ns`, after its READY line."""
-    import select
-    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "a2065.rig",
-                          *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-    procs.append(p)
-    r, _, _ = select.select([p.stdout], [], [], 20)
-    line = p.stdout.readline() if r else ""
-    if line.strip() != "READY":
-        p.kill()
-        raise AssertionError(f"{args[0]} in {ns} did not start: {line!r} {p.stderr.read()}")
-    return p
+    from a2065.rig.core import spawn_tool as rig_spawn_tool
+    return rig_spawn_tool(procs, ns, *args)
 
 
 def tcp_streams(seg, flows, *, nbytes=0, duration=0.0, seed_base=70):

@@ -1,6 +1,6 @@
 """Emulated machines on several hosts, joined by VDE's distributed plug vxvde (issue 13).
 
-Root: two hosts simulated as two network namespaces on one veth "LAN" (tests/vde_hosts.py draws
+Root: two hosts simulated as two network namespaces on one veth "LAN" (a2065/rig/vde_hosts.py draws
 it): four cards per host in two card processes per host (one `MultiCard` loop each, two cards
 per loop), each card a `Vde("vxvde://239.98.x.y/port=P/ttl=1")` plug with its guest kernel in a
 namespace of its own behind a TAP, and a `vde_plug vxvde://... tap://...` endpoint per host. No
@@ -105,7 +105,7 @@ def test_a_plugin_file_that_does_not_load_is_reported_as_a_broken_install(tmp_pa
 # two hosts (root)
 
 def _topology_missing():
-    from vde_hosts import vxvde_missing
+    from a2065.rig.vde_hosts import vxvde_missing
     return vxvde_missing()
 
 
@@ -116,13 +116,13 @@ def two_hosts(tmp_path):
     why = _topology_missing()
     if why:
         pytest.skip(why)
-    from vde_hosts import TwoHosts
+    from a2065.rig.vde_hosts import TwoHosts
     with TwoHosts(cards_per_host=4, procs_per_host=2, log_dir=str(tmp_path)) as th:
         yield th
 
 
 def ping_pairs(th, sources, targets, timeout=8.0):
-    from test_usermode_vde import kernel_ping
+    from a2065.rig.core import kernel_ping
     missed = []
     for a in sources:
         for b in targets:
@@ -134,7 +134,7 @@ def ping_pairs(th, sources, targets, timeout=8.0):
 def check_mesh(result: dict, nbytes: int) -> None:
     """Every stream arrived whole: bytes equal, SHA-256 equal at both ends and to the stream."""
     from a2065.rig import stream_bytes
-    from vde_hosts import stream_seed
+    from a2065.rig.vde_hosts import stream_seed
     for (s, d), (sent, got) in result.items():
         assert sent is not None and got is not None, ((s, d), sent, got)
         assert sent["bytes"] == nbytes and got["bytes"] == nbytes and got["eof"], (s, d, sent, got)
@@ -182,7 +182,7 @@ def test_eight_guests_on_two_hosts_resolve_ping_and_stream_to_every_other_over_v
             if a is not b:
                 assert neighbour_mac(a.ns, b.ip) == b.mac, (a.index, b.index)
     # the hosts' own kernels, on the TAPs of vde_plug, reach every guest and each other
-    from test_usermode_vde import kernel_ping
+    from a2065.rig.core import kernel_ping
     for h, ns in enumerate(th.host_ns):
         for g in guests:
             assert kernel_ping(ns, g.ip, timeout=8), (h, g.index)
@@ -212,7 +212,7 @@ def test_killing_one_hosts_card_processes_leaves_the_other_hosts_streams_alone_a
     group again by themselves) and carry streams both ways intact."""
     th = two_hosts
     from a2065.rig import Rig, stream_bytes
-    from test_usermode_vde import spawn_tool
+    from a2065.rig.core import spawn_tool
     a_guests = [g for g in th.guests if g.host == 0]
     b_guests = [g for g in th.guests if g.host == 1]
     assert ping_pairs(th, th.guests, th.guests) == []
@@ -272,7 +272,7 @@ def two_hosts_no_lan(tmp_path):
     import shutil
     if shutil.which("dpipe") is None:
         pytest.skip("needs dpipe (Debian package vdeplug)")
-    from vde_hosts import TwoHosts
+    from a2065.rig.vde_hosts import TwoHosts
     with TwoHosts(cards_per_host=2, procs_per_host=1, log_dir=str(tmp_path), lan=False) as th:
         yield th
 
@@ -294,7 +294,7 @@ def test_hosts_without_a_shared_lan_join_through_one_vde_plug_stream_as_over_ssh
     check_mesh(th.mesh(flows, 200_000), 200_000)
     th.split_stream(join)
     time.sleep(0.2)
-    from test_usermode_vde import kernel_ping
+    from a2065.rig.core import kernel_ping
     assert not kernel_ping(a[0].ns, b[1].ip, timeout=0.5)
     assert ping_pairs(th, a, a) == [] and ping_pairs(th, b, b) == []
     for h in (0, 1):

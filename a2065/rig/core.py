@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from pcap_backend.netns import NetnsError, in_netns, run as _run, set_link_mac
 
@@ -349,6 +349,53 @@ def _ready():
 def _done(doc: dict):
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
+
+
+def kernel_ping(ns: str, ip: str, *, timeout: float = 5.0,
+                while_waiting: Optional[Callable[[], None]] = None) -> bool:
+    """The kernel of namespace `ns` sends ICMP echo requests to `ip` (an ICMP datagram socket,
+    one every 0.5 s) until one is answered (True) or `timeout` s pass (False). `while_waiting`
+    runs between polls (a test pumps a card there); without it the loop sleeps 5 ms."""
+    _run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], ns=ns)
+    with in_netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    try:
+        s.setblocking(False)
+        end, last, seq = time.monotonic() + timeout, 0.0, 0
+        while time.monotonic() < end:
+            if time.monotonic() - last > 0.5:
+                seq += 1
+                s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, seq) + b"a2065-rig", (ip, 0))
+                last = time.monotonic()
+            try:
+                d, addr = s.recvfrom(2048)
+                if addr[0] == ip and d[0] == 0:
+                    return True
+            except BlockingIOError:
+                pass
+            if while_waiting is not None:
+                while_waiting()
+            else:
+                time.sleep(0.005)
+        return False
+    finally:
+        s.close()
+
+
+def spawn_tool(procs: list, ns: str, *args: object) -> subprocess.Popen:
+    """Start an endpoint tool (``python -m a2065.rig tcp-recv|tcp-send|...``) in `ns`, append it
+    to `procs`, and return it after its READY line (RigError if it does not start in 20 s)."""
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "a2065.rig",
+                          *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=str(ROOT),
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    procs.append(p)
+    r, _, _ = select.select([p.stdout], [], [], 20)
+    line = p.stdout.readline() if r else ""
+    if line.strip() != "READY":
+        p.kill()
+        raise RigError(f"{args[0]} in {ns} did not start: {line!r} {p.stderr.read()}")
+    return p
 
 
 # ---------------------------------------------------------------------------------------------

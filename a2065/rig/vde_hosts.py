@@ -1,5 +1,5 @@
 """Two hosts joined by vxvde, simulated with network namespaces (issue 13): the topology shared
-by tests/test_vde_distributed.py and bench/scale.py.
+by tests/test_vde_distributed.py and bench/scale.py (tooling: needs root).
 
 ::
 
@@ -18,11 +18,11 @@ machines on a routed network are joined over ssh.
 
 Also here, run as a script inside a host namespace:
 
-  ``python tests/vde_hosts.py cards --url URL --card NS,TAP,SERIAL,IP/LEN ...``
+  ``python -m a2065.rig.vde_hosts cards --url URL --card NS,TAP,SERIAL,IP/LEN ...``
       one process, one `a2065.runners.multi.MultiCard` loop, one card per --card (its own `Vde`
       plug on URL; its guest TAP created in namespace NS with the card's MAC and IP/LEN). Prints
       JSON lines: ready (after every guest is configured), final (counters) after SIGTERM.
-  ``python tests/vde_hosts.py mesh --me I --ips IP0,IP1,... --to J,K --bytes N``
+  ``python -m a2065.rig.vde_hosts mesh --me I --ips IP0,IP1,... --to J,K --bytes N``
       in guest namespace I: accept TCP streams from the others on port MESH_PORT and send one
       deterministic stream (seed = stream_seed(I, J)) of N bytes to each --to; prints READY, then
       one JSON document with the bytes and SHA-256 of every stream sent and received.
@@ -45,9 +45,9 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path[:0] = [p for p in (HERE, ROOT) if p not in sys.path]
+# the tree this package runs from, for the child processes' PYTHONPATH (a source checkout or
+# site-packages alike)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MESH_PORT = 5300
 LAN_PREFIX = "10.99.0."
@@ -60,8 +60,9 @@ def vxvde_missing():
         return "needs vde_plug (Debian package vdeplug)"
     try:
         from pcap_backend.backends.vde import find_plugin, load_libvdeplug
+        from pcap_backend.base import BackendUnavailable
         load_libvdeplug()
-    except Exception as e:  # noqa: BLE001 - BackendUnavailable names the package
+    except BackendUnavailable as e:  # names the Debian package
         return str(e)
     for plugin in ("vxvde", "tap"):
         if find_plugin(plugin) is None:
@@ -70,7 +71,7 @@ def vxvde_missing():
 
 
 def card_mac(serial: int) -> bytes:
-    from a2065.board import A2065
+    from a2065 import A2065
     return A2065(serial=serial).mac
 
 
@@ -100,7 +101,7 @@ class CardsProcess:
         self._cv = threading.Condition()
         self.err_path = os.path.join(log_dir, f"cards-{tag}.stderr")
         self._err = open(self.err_path, "w")
-        argv = ["ip", "netns", "exec", host_ns, sys.executable, os.path.abspath(__file__),
+        argv = ["ip", "netns", "exec", host_ns, sys.executable, "-m", "a2065.rig.vde_hosts",
                 "cards", "--url", url]
         for g in self.guests:
             argv += ["--card", g.spec()]
@@ -166,7 +167,7 @@ class TwoHosts:
 
     def __init__(self, *, cards_per_host=4, procs_per_host: int = 2, hosts: int = 2,
                  log_dir: str = "/tmp", lan: bool = True):
-        from netns import unique
+        from pcap_backend.netns import unique
         if hosts != 2:
             raise ValueError("the LAN is one veth pair: two hosts")
         self.hosts = hosts
@@ -208,7 +209,7 @@ class TwoHosts:
         return False
 
     def _ns(self, name: str) -> None:
-        from netns import run
+        from pcap_backend.netns import run
         run(["ip", "netns", "add", name])
         self._made.append(name)
         run(["ip", "link", "set", "lo", "up"], ns=name)
@@ -217,7 +218,7 @@ class TwoHosts:
         run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], ns=name)
 
     def start(self) -> "TwoHosts":
-        from netns import run
+        from pcap_backend.netns import run
         for ns in self.host_ns:
             self._ns(ns)
         if self.lan:
@@ -246,7 +247,7 @@ class TwoHosts:
     def start_endpoint(self, h: int) -> subprocess.Popen:
         """vde_plug joining the group to a TAP in host namespace h, with the host's guest-LAN
         address (the kernel of the host itself is then one more machine on the segment)."""
-        from netns import run
+        from pcap_backend.netns import run
         ns, tap = self.host_ns[h], self.endpoint_tap[h]
         p = subprocess.Popen(["ip", "netns", "exec", ns, "vde_plug", self.url, f"tap://{tap}"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -310,7 +311,7 @@ class TwoHosts:
                     p.kill()
             with contextlib.suppress(Exception):
                 p.wait(5)
-        from netns import run
+        from pcap_backend.netns import run
         for ns in reversed(self._made):
             run(["ip", "netns", "del", ns], check=False)
         self._made.clear()
@@ -335,7 +336,7 @@ class TwoHosts:
             expect = sum(1 for s, d in flows if d == g.index)
             if not to and not expect:
                 continue
-            p = self.spawn(g.ns, sys.executable, os.path.abspath(__file__), "mesh", "--me",
+            p = self.spawn(g.ns, sys.executable, "-m", "a2065.rig.vde_hosts", "mesh", "--me",
                            g.index, "--ips", ips, "--to", ",".join(map(str, to)) or "-",
                            "--expect", expect, "--bytes", nbytes, "--timeout", timeout)
             procs[g.index] = p
@@ -375,7 +376,7 @@ def run_cards(url: str, specs, seconds: float = 600.0) -> None:
     from a2065.runners.live import open_guest_tap
     from a2065.runners.multi import MultiCard
     from pcap_backend.backends.vde import Vde
-    from netns import in_netns, run
+    from pcap_backend.netns import in_netns, run
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the test
 
     def say(**doc):
