@@ -18,11 +18,12 @@ from pcap_backend.backends.pcapng_io import (PcapngRecorder, PcapngReplay, epb, 
                                              iter_pcapng)
 from pcap_backend.base import GSO_TCPV4
 
+from conftest import require_package, which
+
 ROOT = Path(__file__).resolve().parent.parent
 TCP4 = ROOT / "fixtures" / "captures" / "tcp4_tso.pcapng"
 # python-pcapng warns about option types while decoding mutated files; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-needs_fixture = pytest.mark.skipif(not TCP4.exists(), reason="fixtures/captures/tcp4_tso.pcapng missing")
 
 
 def frames(n, size=60):
@@ -47,8 +48,7 @@ def drain(replay, now=10**18):
 
 
 def tshark_ok(path):
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark is not installed (apt-get install tshark)")
+    require_package("tshark", which("tshark"), "reads the file as a second, independent parser")
     r = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True, timeout=120)
     text = (r.stdout + r.stderr).lower()
     assert r.returncode == 0, r.stderr
@@ -59,7 +59,6 @@ def tshark_ok(path):
 # -- replay ----------------------------------------------------------------------------------
 
 
-@needs_fixture
 def test_replaying_a_real_capture_then_recording_it_is_byte_identical_in_data_order_and_metadata(tmp_path):
     out = tmp_path / "rt.pcapng"
     replay = PcapngReplay(TCP4, timing="recorded", start_ns=5_000_000)
@@ -76,7 +75,6 @@ def test_replaying_a_real_capture_then_recording_it_is_byte_identical_in_data_or
     tshark_ok(out)
 
 
-@needs_fixture
 def test_the_fixture_super_packets_replay_with_the_kernels_gso_metadata():
     pk = drain(PcapngReplay(TCP4, timing="asap"))
     big = [p for p in pk if len(p.frame) > 1514]
@@ -85,7 +83,6 @@ def test_the_fixture_super_packets_replay_with_the_kernels_gso_metadata():
                for p in big)
 
 
-@needs_fixture
 def test_a_direction_filter_replays_only_the_frames_sent_by_the_capturing_side():
     r = PcapngReplay(TCP4, timing="asap", directions={"out"})
     assert len(drain(r)) == 51
@@ -271,8 +268,6 @@ def test_mutated_files_only_ever_raise_capture_format_error(data):
 @pytest.mark.parametrize("name", ["tcp4_tso", "tcp6_tso", "udp4_gso"])
 def test_the_struct_fast_path_reads_the_fixtures_exactly_as_python_pcapng_does(name):
     path = ROOT / "fixtures" / "captures" / f"{name}.pcapng"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
     fast = list(iter_pcapng(path, fast=True))
     slow = list(iter_pcapng(path, fast=False))
     assert fast == slow and len(fast) > 0
@@ -393,7 +388,7 @@ def test_a_recorder_on_a_really_full_tmpfs_keeps_traffic_flowing_and_its_file_re
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        pytest.skip(f"needs root that may mount a tmpfs: {r.stderr.strip()}")
     try:
         a, b = VirtualCable.pair(bit_rate=None)
         rec = PcapngRecorder(mnt / "rec.pcapng", a, flush="packet")

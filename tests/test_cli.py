@@ -22,7 +22,7 @@ def test_demo_exits_0_prints_the_side_by_side_table_and_writes_the_guest_pcapng(
     r = a2065("demo", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "fixtures/captures/tcp4_tso.pcapng" in out
+    assert "a2065/captures/tcp4_tso.pcapng" in out   # package data (a2065.captures)
     seg = next(l for l in out.splitlines() if l.startswith("segment "))
     leg = next(l for l in out.splitlines() if l.startswith("drop-legacy "))
     assert "verified" in seg and "2,097,152" in seg

@@ -18,6 +18,7 @@ import pytest
 
 from a2065.rig import Rig, stream_bytes
 from a2065.drivers import ladrf_bit
+from conftest import requires_package, which
 
 pytestmark = pytest.mark.root
 
@@ -265,7 +266,7 @@ def test_broadcast_reaches_the_guest():
     _assert_counters_consistent(st)
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@requires_package("tshark", which("tshark"))
 def test_pcapng_recording_of_a_run_opens_in_tshark_clean_with_the_tcp_stream_intact(tmp_path):
     from pcap_backend.bridge import PcapngTee
     path = tmp_path / "run.pcapng"

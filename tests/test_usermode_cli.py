@@ -19,6 +19,8 @@ import pytest
 
 from test_usermode_rig import ROOT, UDHCPC_SCRIPT, recv_all, sha_stream, tcp_server
 
+from conftest import library_loads, require_package
+
 
 def a2065(*args, **kw):
     return subprocess.run([sys.executable, "-m", "a2065", *map(str, args)], capture_output=True,
@@ -44,11 +46,7 @@ def test_bridge_forward_spec_that_is_not_proto_and_ports_is_a_usage_error():
 @pytest.mark.root
 def test_bridge_slirp_gives_the_guest_kernel_a_lease_and_a_download_then_stops_on_ctrl_c(tmp_path):
     from netns import in_netns, netns, run, unique
-    try:
-        from pcap_backend.backends.slirp import load_libslirp
-        load_libslirp()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+    require_package("libslirp0", library_loads("slirp", "load_libslirp"))
     tap = unique("a2ct")
     with netns("a2uc") as ns:
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "a2065", "bridge",

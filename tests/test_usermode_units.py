@@ -12,6 +12,8 @@ import pytest
 
 from pcap_backend.backends.usermode import PeerGone
 
+from conftest import library_loads, require_package
+
 FAKE_PASST = textwrap.dedent("""\
     #!{python}
     # Stand-in for passt: binds --socket, then echoes every frame back (qemu framing), written
@@ -118,22 +120,11 @@ def test_passt_daemon_exit_mid_run_is_peer_gone_with_its_exit_status(fake_passt)
     assert not os.path.exists(b.socket_path)
 
 
-def _slirp_or_skip():
-    from pcap_backend.base import BackendUnavailable
-    try:
-        from pcap_backend.backends.slirp import Slirp
-        return Slirp
-    except BackendUnavailable as e:  # pragma: no cover
-        pytest.skip(str(e))
-
-
 def test_slirp_timers_fire_in_expiry_order_once_reschedules_win_and_freed_timers_stay_quiet():
-    Slirp = _slirp_or_skip()
+    require_package("libslirp0", library_loads("slirp", "load_libslirp"))
+    from pcap_backend.backends.slirp import Slirp
     now = [1_000_000_000]
-    try:
-        b = Slirp(clock=lambda: now[0])
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"libslirp unavailable: {e}")
+    b = Slirp(clock=lambda: now[0])
     ffi, fired = b.ffi, []
     try:
         cb = ffi.callback("void(void *)", lambda op: fired.append(int(ffi.cast("uintptr_t", op))))

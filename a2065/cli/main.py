@@ -38,9 +38,37 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-ROOT = Path(__file__).resolve().parents[2]
-CAPTURE_DIR = ROOT / "fixtures" / "captures"
-DEMO_CAPTURES = {"tcp4": "tcp4_tso.pcapng", "tcp6": "tcp6_tso.pcapng", "udp4": "udp4_gso.pcapng"}
+ROOT = Path(__file__).resolve().parents[2]   # the repository, when run from a checkout
+
+
+# -- installed-package lookups (issue 16): the wheel is the product, so nothing here may assume a
+# -- source checkout except `bench`, which says so.
+
+def bundled_capture(name: str) -> Path:
+    """The demo capture ``name`` (tcp4, tcp6, udp4) from the installed package's data."""
+    from a2065.captures import capture_path
+    try:
+        return capture_path(name)
+    except FileNotFoundError as e:
+        raise Failure(f"{e} or pass --capture FILE") from None
+
+
+def package_version() -> str:
+    """The installed distribution's version (``a2065 --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("a2065")
+    except PackageNotFoundError:
+        return "unknown (not installed; run from a checkout)"
+
+
+def bench_dir() -> Path:
+    """bench/ of the source checkout; the benchmarks are not part of the installed package."""
+    d = ROOT / "bench"
+    if not (d / "native.py").is_file():
+        raise UsageError("the benchmarks (bench/*.py) ship with the source repository, not with "
+                         "the installed package; run 'make bench' in a checkout of the repository")
+    return d
 
 
 class UsageError(Exception):
@@ -204,10 +232,8 @@ def _replay_once(cap, packets, mac, *, policy, timing, delivery="lossless", gues
 
 def cmd_demo(args) -> int:
     name = args.capture
-    path = CAPTURE_DIR / DEMO_CAPTURES[name] if name in DEMO_CAPTURES else Path(name)
-    if name in DEMO_CAPTURES and not path.exists():
-        raise Failure(f"the bundled capture {path} is missing; reinstall from the repository "
-                      "or pass --capture FILE")
+    from a2065.captures import BUNDLED
+    path = bundled_capture(name) if name in BUNDLED else Path(name)
     cap = _load_capture(path)
     packets = cap.direction("auto")
     mac = cap.guest_mac(packets)
@@ -554,7 +580,8 @@ def cmd_bench(args) -> int:
     """Run bench/*.py, each writing DIR/<name>.json; usermode and e2e need root; e2e also draws
     its goodput PNGs."""
     import subprocess
-    out = Path(args.out) if args.out else ROOT / "bench" / "results"
+    bench = bench_dir()
+    out = Path(args.out) if args.out else bench / "results"
     out.mkdir(parents=True, exist_ok=True)
     names = ["native", "lance", "board", "bridge", "usermode", "e2e"]
     needs_root = {"usermode": "namespaces and the passt/libslirp/VDE rigs",
@@ -563,7 +590,7 @@ def cmd_bench(args) -> int:
         names = [n for n in args.only.split(",") if n]
     failed, ran = [], []
     for name in names:
-        script = ROOT / "bench" / f"{name}.py"
+        script = bench / f"{name}.py"
         if not script.exists():
             if args.only:
                 raise UsageError(f"no benchmark {name!r} (bench/{name}.py)")
@@ -608,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "unreadable file content), 2 usage error (bad arguments, missing file, "
                 "subcommand not available yet)")
     p.add_argument("-v", "--verbose", action="store_true", help="log bridge/chip conditions to stderr")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
