@@ -197,6 +197,17 @@ def syn_mss(frame: bytes):
 
 # ---------------------------------------------------------------------------------------------
 
+def _check_chip(chip) -> None:
+    """A TypeError that says what to pass when ``chip`` is not the card's chip (issue 16)."""
+    if hasattr(chip, "lance") and not hasattr(chip, "receive"):
+        raise TypeError(f"Bridge(backend, chip) takes the card's LANCE chip, not the "
+                        f"{type(chip).__name__} board: pass Bridge(backend, card.lance)")
+    missing = [n for n in ("receive", "rx_ready", "rx_idle_at") if not callable(getattr(chip, n, None))]
+    if missing:
+        raise TypeError(f"Bridge(backend, chip): {type(chip).__name__} has no {', '.join(missing)}; "
+                        "pass the card's chip (card.lance, a lance.Am7990)")
+
+
 class Bridge:
     """Joins a `Backend` to an `Am7990` (see the module docstring).
 
@@ -223,6 +234,7 @@ class Bridge:
                  backpressure: Optional[bool] = None, mss_table_size: int = 256,
                  poll_limit: int = 64, csum_detect: bool = True, attach: bool = True,
                  segment=None):
+        _check_chip(chip)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         if delivery not in DELIVERIES:
