@@ -87,3 +87,40 @@ def test_the_board_where_the_bridge_wants_the_chip_says_pass_card_lance():
     with pytest.raises(TypeError, match=r"no receive, rx_ready, rx_idle_at.*card\.lance"):
         Bridge(end, object())
     assert Bridge(end, card.lance).chip is card.lance
+
+
+def test_the_readmes_configure_writes_bring_the_card_up_and_it_receives_a_frame():
+    """README "The configure writes", step by step, through the bus as a CPU would do them."""
+    from lance.layouts import bcnt_word, encode_desc, encode_init
+
+    card = A2065(serial=0x00123456, strict=True)
+    zorro = GenericAdapter([card], cpu_hz=7_093_790)
+    assert zorro.read16(0xE80000) >> 12 == 0xC                    # er_Type $C1, high nibble
+    zorro.write16(0xE80048, 0xE900)                                 # 1. base $E90000
+    assert card.configured and card.base == 0xE90000
+    base = card.base
+
+    def csr(n, v):
+        zorro.write16(base + 0x4002, n)                             # RAP
+        zorro.write16(base + 0x4000, v)                             # RDP
+
+    csr(0, 0x0004)                                                  # 2. STOP
+    csr(1, 0x8000)
+    csr(2, 0x0000)
+    csr(3, 0x0004)                                                  # BSWP
+    rx_ring, rx_buf = 0x8018, 0x8100                                # 3. LANCE addresses
+    block = encode_init(mode=0, padr=card.mac, ladrf=0, rdra=rx_ring, rlen=1, tdra=0x8020, tlen=1)
+    desc = encode_desc(rx_buf & 0xFFFF, 0x8000 | (rx_buf >> 16), bcnt_word(1536), 0)
+    for i in range(0, 24, 2):
+        zorro.write16(base + 0x8000 + i, int.from_bytes(block[i:i + 2], "big"))
+    for i in range(0, 8, 2):
+        zorro.write16(base + 0x8018 + i, int.from_bytes(desc[i:i + 2], "big"))
+    csr(0, 0x0001)                                                  # 4. INIT
+    assert zorro.read16(base + 0x4000) & 0x0100                     # IDON
+    csr(0, 0x0100)
+    csr(0, 0x0042)                                                  # INEA | STRT
+    frame = bytes(card.mac) + bytes.fromhex("020000000001") + b"\x88\xb5" + bytes(range(46))
+    card.lance.receive(frame)
+    zorro.catch_up(1_000_000)
+    assert zorro.irq_level() == 2 and zorro.read16(base + 0x4000) & 0x0400      # INT2, RINT
+    assert bytes(card.ram[0x100:0x100 + len(frame)]) == frame
