@@ -72,7 +72,7 @@ def _frame(i: int, size: int = 100) -> bytes:
 
 def test_passt_frames_split_across_reads_or_packed_together_come_out_whole_and_in_order(fake_passt):
     from pcap_backend.backends.passt import Passt
-    b = Passt(passt=fake_passt, runas="0")
+    b = Passt(passt=fake_passt, runas=str(os.geteuid()))   # ours: works as root and as a user
     try:
         frames = [_frame(i, 60 + 97 * i) for i in range(1, 7)]
         for f in frames:
@@ -87,7 +87,7 @@ def test_passt_frames_split_across_reads_or_packed_together_come_out_whole_and_i
 def test_passt_padding_is_cut_only_from_short_ip_frames(fake_passt):
     from pcap_backend.backends.passt import Passt
     from test_usermode_rig import ipv4_udp
-    b = Passt(passt=fake_passt, runas="0")
+    b = Passt(passt=fake_passt, runas=str(os.geteuid()))   # ours: works as root and as a user
     try:
         small = ipv4_udp(b"\x02" * 6, b"\x04" * 6, "10.0.2.15", "10.0.2.2", 1, 2, b"hi")
         padded = small + bytes(60 - len(small))
@@ -103,7 +103,7 @@ def test_passt_padding_is_cut_only_from_short_ip_frames(fake_passt):
 
 def test_passt_daemon_exit_mid_run_is_peer_gone_with_its_exit_status(fake_passt):
     from pcap_backend.backends.passt import Passt
-    b = Passt(passt=fake_passt, runas="0")
+    b = Passt(passt=fake_passt, runas=str(os.geteuid()))   # ours: works as root and as a user
     try:
         fd = b.fileno()
         b.send(b"EXIT!!" + bytes(54), 0)
