@@ -72,7 +72,11 @@ def requires_package(package: str, check: object, what: str = ""):
 def require_package(package: str, check: object, what: str = "") -> None:
     """Inside a test or fixture: skip now unless ``check`` holds."""
     if not _present(check):
-        pytest.skip(package_reason(package, what))
+        try:   # report the test's location, not this line's (pytest's keyword, private but stable)
+            exc = pytest.skip.Exception(package_reason(package, what), _use_item_location=True)
+        except TypeError:  # pragma: no cover - a pytest without it
+            exc = pytest.skip.Exception(package_reason(package, what))
+        raise exc
 
 
 def which(program: str) -> Callable[[], bool]:
