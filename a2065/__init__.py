@@ -4,5 +4,6 @@
 """
 from .autoconfig import RamCard, ZorroChain
 from .board import A2065, mac_for
+from .mac import MacAddress
 
-__all__ = ["A2065", "ZorroChain", "RamCard", "mac_for"]
+__all__ = ["A2065", "ZorroChain", "RamCard", "mac_for", "MacAddress"]

@@ -296,6 +296,22 @@ def _then(prev, changed):
             prev(level)
         changed()
     return irq
+def _board_list(boards) -> list:
+    """``boards`` as a list, or a TypeError that says what to pass (issue 16)."""
+    if hasattr(boards, "autoconfig"):
+        raise TypeError(f"expected a list of boards, got one {type(boards).__name__}: pass "
+                        f"[card] (e.g. GenericAdapter([card], cpu_hz=...))")
+    try:
+        out = list(boards)
+    except TypeError:
+        raise TypeError(f"expected a list of boards (A2065 cards), not {type(boards).__name__}: "
+                        "pass [card]") from None
+    for i, b in enumerate(out):
+        if not hasattr(b, "autoconfig"):
+            hint = " (that is the card's chip: pass the card itself)" if hasattr(b, "read_rdp") else ""
+            raise TypeError(f"board {i} is a {type(b).__name__}, not a Zorro board with an "
+                            f"autoconfig image{hint}; pass A2065 cards, e.g. [A2065(serial=0x00123456)]")
+    return out
 
 
 class ZorroChain:
@@ -307,7 +323,7 @@ class ZorroChain:
     """
 
     def __init__(self, boards=(), *, window: int = E_EXPANSIONBASE):
-        self.boards = list(boards)
+        self.boards = _board_list(boards)
         self.window = window
 
     def add(self, board) -> None:

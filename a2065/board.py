@@ -58,6 +58,7 @@ from typing import Callable, Optional
 
 from . import snapshot as _snapshot
 from .autoconfig import UNMAPPED_BYTE, Autoconfig, rom_bytes
+from .mac import MacAddress
 
 log = logging.getLogger("a2065.board")
 
@@ -81,8 +82,26 @@ def _no_report() -> None:
 
 def mac_for(serial: int, variant: str = "commodore") -> bytes:
     """MAC = OUI + serial[23:0] big-endian (ref: L-a2065, N-le)."""
+def checked_serial(serial) -> int:
+    """``serial`` if it fits er_SerialNumber (32 bits), else a TypeError/ValueError that says what
+    to pass (issue 16: 2**40 or -1 used to become a silently wrong MAC)."""
+    if isinstance(serial, bool) or not isinstance(serial, int):
+        raise TypeError(f"serial must be an int (the board's 32-bit er_SerialNumber), not "
+                        f"{type(serial).__name__}; e.g. serial=0x00123456 gives MAC 00:80:10:12:34:56")
+    if not 0 <= serial <= 0xFFFFFFFF:
+        raise ValueError(f"serial {serial:#x} is outside the 32-bit er_SerialNumber; pass "
+                         "0..0xFFFFFFFF: its low 24 bits are the MAC's last three bytes "
+                         "(serial=0x00123456 gives 00:80:10:12:34:56)")
+    return serial
+
+
+def mac_for(serial: int, variant: str = "commodore") -> MacAddress:
+    """MAC = OUI + serial[23:0] big-endian (ref: L-a2065, N-le); prints as 00:80:10:12:34:56."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
+    serial = checked_serial(serial)
     oui = VARIANTS[variant][2]
-    return oui + bytes(((serial >> 16) & 0xFF, (serial >> 8) & 0xFF, serial & 0xFF))
+    return MacAddress(oui + bytes(((serial >> 16) & 0xFF, (serial >> 8) & 0xFF, serial & 0xFF)))
 
 
 class A2065:
@@ -103,7 +122,7 @@ class A2065:
                  transmit=None, strict: bool = False, chip_factory=None):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
-        self.serial = serial & 0xFFFFFFFF
+        self.serial = checked_serial(serial)
         self.variant = variant
         self.timing = timing
         self.irq = irq
@@ -131,7 +150,7 @@ class A2065:
 
     # -- identity ----------------------------------------------------------------------------
     @property
-    def mac(self) -> bytes:
+    def mac(self) -> MacAddress:
         return mac_for(self.serial, self.variant)
 
     @property

@@ -145,6 +145,20 @@ def _options(block: bytes, start: int, e: str) -> Iterator[tuple]:
         o += 4 + olen + (-olen % 4)
 
 
+#: Interface Description options whose value has one fixed length (pcapng spec, section 4.2:
+#: if_IPv4addr 8, if_IPv6addr 17, if_MACaddr 6, if_EUIaddr 8, if_speed 8, if_tsresol 1,
+#: if_fcslen 1, if_tsoffset 8, if_txspeed 8, if_rxspeed 8). A value of another length is a
+#: malformed block: refused, not skipped (a fuzzed short if_IPv4addr once crashed a reader).
+IDB_OPTION_LENGTHS = {4: 8, 5: 17, 6: 6, 7: 8, 8: 8, 9: 1, 13: 1, 14: 8, 16: 8, 17: 8}
+
+
+def _check_idb_option(code: int, value: bytes) -> None:
+    want = IDB_OPTION_LENGTHS.get(code)
+    if want is not None and len(value) != want:
+        raise CaptureFormatError(f"interface description option {code} is {len(value)} bytes "
+                                 f"long; the pcapng format gives it {want}")
+
+
 def _check_link(iface_id: int, link_type: int) -> None:
     if link_type != LINKTYPE_ETHERNET:
         raise CaptureFormatError(
@@ -219,7 +233,8 @@ def _pcapng(r: _Reader, head: bytes, on_section) -> Iterator[CapturedFrame]:
             link, _, snaplen = struct.unpack_from(e + "HHI", block, 8)
             tsresol, tsoffset = None, 0
             for code, v in _options(block, 16, e):
-                if code == OPT_IF_TSRESOL and len(v) >= 1:
+                _check_idb_option(code, v)
+                if code == OPT_IF_TSRESOL:
                     tsresol = v[0]
                 elif code == OPT_IF_TSOFFSET and len(v) == 8:
                     tsoffset = struct.unpack(e + "q", v)[0] * 1_000_000_000

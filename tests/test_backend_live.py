@@ -19,6 +19,11 @@ from pcap_backend.backends.pcap import Pcap, load_libpcap
 from pcap_backend.backends.tap import Tap
 from pcap_backend.base import GSO_TCPV4
 
+from conftest import library_loads, requires_package, which
+
+needs_libpcap = requires_package("libpcap0.8", library_loads("pcap", "load_libpcap"))
+needs_ethtool = requires_package("ethtool", which("ethtool"), "reads and sets the veths' offloads")
+
 ROOT = Path(__file__).resolve().parent.parent
 CARD_MAC = bytes.fromhex("02a206050009")
 CARD_IP = "10.206.5.9"
@@ -66,6 +71,7 @@ def _is_tcp_payload_frame(p):
 
 
 @pytest.mark.root
+@needs_ethtool
 def test_afpacket_on_the_receiving_end_sees_tcp_super_packets_with_gso_size_and_partial_checksum():
     with veth_namespaces() as t:
         sender = offloads(t.ns_a, t.dev_a)
@@ -101,6 +107,7 @@ def test_afpacket_without_vnet_headers_still_marks_super_packets_from_auxdata_st
 
 
 @pytest.mark.root
+@needs_libpcap
 def test_live_pcap_on_the_receiving_end_sees_super_packets_over_the_wire_maximum():
     with veth_namespaces() as t:
         with in_netns(t.ns_b):
@@ -114,7 +121,7 @@ def test_live_pcap_on_the_receiving_end_sees_super_packets_over_the_wire_maximum
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+@pytest.mark.parametrize("kind", ["afpacket", pytest.param("pcap", marks=needs_libpcap)])
 def test_an_arp_request_and_a_ping_injected_through_a_live_backend_are_answered_by_the_other_namespace(kind):
     with veth_namespaces() as t:
         with in_netns(t.ns_a):
@@ -195,6 +202,7 @@ def test_the_kernel_in_a_namespace_pings_through_a_tap_and_the_test_answers():
 
 
 @pytest.mark.root
+@needs_libpcap
 def test_unknown_interfaces_give_no_such_interface_for_every_live_backend():
     with netns() as ns, in_netns(ns):
         for make in (lambda: AfPacket("a2nosuch0"), lambda: Pcap("a2nosuch0"),
@@ -227,13 +235,14 @@ def _try_unprivileged():
 
 
 @pytest.mark.root
+@needs_libpcap
 def test_without_privileges_each_live_backend_raises_permission_denied_naming_the_capability():
     with netns() as ns:
         assert run_in_ns(ns, _try_unprivileged) == [True, True, True]
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+@pytest.mark.parametrize("kind", ["afpacket", pytest.param("pcap", marks=needs_libpcap)])
 def test_removing_the_interface_mid_run_is_counted_and_never_raises(kind):
     with veth_namespaces() as t:
         with in_netns(t.ns_a):
@@ -252,7 +261,7 @@ def test_removing_the_interface_mid_run_is_counted_and_never_raises(kind):
 
 @pytest.mark.root
 @pytest.mark.parametrize("noticed_by", ["send", "poll"])
-@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+@pytest.mark.parametrize("kind", ["afpacket", pytest.param("pcap", marks=needs_libpcap)])
 def test_an_interface_deleted_under_traffic_and_recreated_by_name_carries_frames_again_through_the_same_backend(
         kind, noticed_by, caplog):
     import logging
@@ -388,6 +397,7 @@ def test_a_tap_made_persistent_beforehand_can_be_attached_to_by_name():
 
 
 @pytest.mark.root
+@needs_ethtool
 def test_the_netns_helpers_set_offloads_and_clean_up_their_namespaces():
     with veth_namespaces() as t:
         set_offloads(t.ns_a, t.dev_a, tso=False, gso=False)

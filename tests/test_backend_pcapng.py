@@ -20,11 +20,12 @@ from pcap_backend.capfile import iter_capture as iter_pcapng, pcapng_header as f
 from pcap_backend.capfile import pcapng_packet as epb
 from pcap_backend.base import GSO_TCPV4
 
+from conftest import require_package, which
+
 ROOT = Path(__file__).resolve().parent.parent
 TCP4 = ROOT / "fixtures" / "captures" / "tcp4_tso.pcapng"
 # python-pcapng warns about option types while decoding mutated files; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-needs_fixture = pytest.mark.skipif(not TCP4.exists(), reason="fixtures/captures/tcp4_tso.pcapng missing")
 
 
 def frames(n, size=60):
@@ -49,8 +50,7 @@ def drain(replay, now=10**18):
 
 
 def tshark_ok(path):
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark is not installed (apt-get install tshark)")
+    require_package("tshark", which("tshark"), "reads the file as a second, independent parser")
     r = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True, timeout=120)
     text = (r.stdout + r.stderr).lower()
     assert r.returncode == 0, r.stderr
@@ -61,7 +61,6 @@ def tshark_ok(path):
 # -- replay ----------------------------------------------------------------------------------
 
 
-@needs_fixture
 def test_replaying_a_real_capture_then_recording_it_is_byte_identical_in_data_order_and_metadata(tmp_path):
     out = tmp_path / "rt.pcapng"
     replay = PcapngReplay(TCP4, timing="recorded", start_ns=5_000_000)
@@ -78,7 +77,6 @@ def test_replaying_a_real_capture_then_recording_it_is_byte_identical_in_data_or
     tshark_ok(out)
 
 
-@needs_fixture
 def test_the_fixture_super_packets_replay_with_the_kernels_gso_metadata():
     pk = drain(PcapngReplay(TCP4, timing="asap"))
     big = [p for p in pk if len(p.frame) > 1514]
@@ -87,7 +85,6 @@ def test_the_fixture_super_packets_replay_with_the_kernels_gso_metadata():
                for p in big)
 
 
-@needs_fixture
 def test_a_direction_filter_replays_only_the_frames_sent_by_the_capturing_side():
     r = PcapngReplay(TCP4, timing="asap", directions={"out"})
     assert len(drain(r)) == 51
@@ -290,8 +287,6 @@ def test_mutated_files_only_ever_raise_capture_format_error(data):
 @pytest.mark.parametrize("name", ["tcp4_tso", "tcp6_tso", "udp4_gso"])
 def test_the_codec_reads_the_fixtures_exactly_as_python_pcapng_does(name):
     path = ROOT / "fixtures" / "captures" / f"{name}.pcapng"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
     ours = [(c.ts_ns, c.frame, c.outgoing) for c in iter_pcapng(path)]
     assert ours == _library_read(path.read_bytes()) and len(ours) > 0
 
@@ -411,7 +406,7 @@ def small_tmpfs(mnt: Path, size: str = "64k"):
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        pytest.skip(f"needs root that may mount a tmpfs: {r.stderr.strip()}")
     try:
         yield mnt
     finally:

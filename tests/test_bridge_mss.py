@@ -226,14 +226,15 @@ def test_the_capture_tool_records_small_mss_connections_without_metadata(capture
     capture holds whole super-packets and no virtio-net metadata, and the bridge cuts the same."""
     import subprocess
     import sys
+    from conftest import library_loads, require_package
     from fixture_capture import ROOT
+    if capture == "libpcap":
+        require_package("libpcap0.8", library_loads("pcap", "load_libpcap"))
     out = tmp_path / "small.pcapng"
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "make_tcp_capture.py"), "--family", "4",
                         "--mss", "536", "--timestamps", timestamps, "--capture", capture,
                         "--capture-side", "receiver", "--size", "65536", "--out", str(out)],
                        capture_output=True, text=True, timeout=180)
-    if r.returncode != 0 and "libpcap" in r.stderr:
-        pytest.skip("libpcap not installed (apt-get install libpcap0.8)")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["kernel_gso_sizes"] == [seg] and report["capture_drops"] == 0

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from a2065.cli.main import build_parser
+from conftest import library_loads, require_package, which
 from pcap_backend.capfile import iter_capture, pcapng_header, pcapng_packet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +107,7 @@ def test_a_full_disk_while_recording_exits_1_with_a_one_line_enospc_message_and_
 
 
 def test_a_recording_nobody_may_write_is_a_usage_error_before_the_replay_runs(tmp_path):
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (Debian package util-linux)")
+    require_package("util-linux", which("setpriv"), "setpriv")
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -207,8 +207,8 @@ def test_a_bridge_card_mac_the_kernel_refuses_and_a_netns_without_privilege_are_
 
 
 def test_inspect_of_an_unreadable_file_is_a_one_line_failure_with_exit_1(tmp_path):
-    if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (Debian package util-linux)")
+    if os.geteuid() == 0:
+        require_package("util-linux", which("setpriv"), "setpriv")
     where = Path(tempfile.mkdtemp(prefix="a2065-unreadable-"))  # traversable by every user
     os.chmod(where, 0o755)
     try:
@@ -393,13 +393,8 @@ def test_the_rootless_recipe_of_security_md_works_as_an_unprivileged_user(tmp_pa
     capabilities, in a namespace; /dev/net/tun readable and writable by the user as the recipe
     requires (a private device node, bound over it in a mount namespace of the child only)."""
     for tool in ("setpriv", "unshare"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} (Debian package util-linux)")
-    from pcap_backend.backends.slirp import load_libslirp
-    try:
-        load_libslirp()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+        require_package("util-linux", which(tool), tool)
+    require_package("libslirp0", library_loads("slirp", "load_libslirp"))
     text = (ROOT / "SECURITY.md").read_text()
     recipe = re.search(r"3\. \*\*A pre-made persistent TAP.*?```sh\n(.*?)```", text, re.S).group(1)
     lines = [ln.split("#")[0].strip() for ln in recipe.strip().splitlines()]

@@ -18,6 +18,7 @@ import pytest
 
 from a2065.rig import Rig, stream_bytes
 from a2065.drivers import ladrf_bit
+from conftest import library_loads, requires_package, which
 
 pytestmark = pytest.mark.root
 
@@ -59,6 +60,7 @@ def _assert_stream_intact(got, sent, nbytes):
     assert sent["peer_closed"]
 
 
+@requires_package("ethtool", which("ethtool"), "reads the server's offloads")
 def test_server_to_guest_tcp_over_ipv4_in_wire_timing_arrives_byte_for_byte_from_super_packets():
     with Rig() as rig:
         assert rig.server_offload_state()["tcp-segmentation-offload"], "sender must keep TSO on"
@@ -118,6 +120,7 @@ def test_fast_timing_moves_a_larger_transfer_intact():
     assert st["bridge"]["super_packets"] > 0
 
 
+@requires_package("libpcap0.8", library_loads("pcap", "load_libpcap"))
 def test_pcap_backend_carries_the_stream_without_kernel_metadata():
     with Rig() as rig:
         with rig.card(timing="wire", policy="segment", backend="pcap") as lb:
@@ -265,7 +268,7 @@ def test_broadcast_reaches_the_guest():
     _assert_counters_consistent(st)
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@requires_package("tshark", which("tshark"))
 def test_pcapng_recording_of_a_run_opens_in_tshark_clean_with_the_tcp_stream_intact(tmp_path):
     from pcap_backend.bridge import PcapngTee
     path = tmp_path / "run.pcapng"

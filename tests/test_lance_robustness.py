@@ -3,42 +3,18 @@ import random
 
 from hypothesis import given, strategies as st
 
+from a2065.strategies import register_ops, run_register_ops
 from lance import Am7990, RamDma
 from lance.dma import GenericDma
 
-ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("rap"), st.integers(0, 0xFFFF)),
-        st.tuples(st.just("rdp"), st.integers(0, 0xFFFF)),
-        st.tuples(st.just("read"), st.integers(0, 3)),
-        st.tuples(st.just("rx"), st.binary(max_size=1600), st.booleans()),
-        st.tuples(st.just("adv"), st.integers(0, 3_000_000)),
-        st.tuples(st.just("poke"), st.integers(0, 0x7FFF), st.binary(min_size=1, max_size=16)),
-        st.tuples(st.just("reset"),),
-    ),
-    max_size=40,
-)
+ops = register_ops(max_size=40)   # a2065.strategies: public for users who fuzz their own drivers
 
 
 def run(chip, ram, seq):
-    for op in seq:
-        kind = op[0]
-        if kind == "rap":
-            chip.write_rap(op[1])
-        elif kind == "rdp":
-            chip.write_rdp(op[1])
-        elif kind == "read":
-            chip.write_rap(op[1])
-            assert 0 <= chip.read_rdp() <= 0xFFFF
-        elif kind == "rx":
-            chip.receive(op[1], has_fcs=op[2])
-        elif kind == "adv":
-            chip.advance_to(chip.now + op[1])
-        elif kind == "poke":
-            ram[op[1]:op[1] + len(op[2])] = op[2]
-            del ram[32768:]
-        else:
-            chip.reset()
+    for op, value in run_register_ops(chip, ram, seq):
+        if op[0] == "read":
+            assert 0 <= value <= 0xFFFF
+        assert len(ram) == 32768
         assert chip.counters_balanced()
         assert chip.irq_asserted == bool(chip.csr0 & 0x80 and chip.csr0 & 0x40)
 

@@ -7,23 +7,34 @@ import shutil
 
 import pytest
 
-pytest.importorskip("machine68k", reason="machine68k not installed (pip install machine68k)")
-if shutil.which("m68k-linux-gnu-gcc") is None:
-    pytest.skip("m68k-linux-gnu-gcc not installed (apt-get install gcc-m68k-linux-gnu "
-                "binutils-m68k-linux-gnu)", allow_module_level=True)
+from conftest import require_package, requires_package, which, importable  # noqa: E402
+
+pytestmark = [
+    requires_package("machine68k", importable("machine68k"), "the 68000 CPU core"),
+    requires_package("gcc-m68k-linux-gnu", which("m68k-linux-gnu-gcc"), "compiles the driver"),
+    requires_package("binutils-m68k-linux-gnu", which("m68k-linux-gnu-objcopy")),
+]
 
 from a2065.drivers import linux as L  # noqa: E402
 from a2065.drivers.linux.live import run_rig_scenario  # noqa: E402
 
-try:
-    L.build()
-except L.SourceMissing as e:
-    import os
-    if os.environ.get("CI"):
-        raise
-    pytest.skip(f"{e} (package linux-source-6.1)", allow_module_level=True)
 
-pytestmark = pytest.mark.root
+def _source_present() -> bool:
+    try:
+        L.source_tarball()
+    except L.SourceMissing:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def driver_image():
+    """The driver built from the installed linux-source-6.1 (skips naming it when missing)."""
+    require_package("linux-source-6.1", _source_present, "the real a2065.c, extracted at test time")
+    return L.build()
+
+
+pytestmark.append(pytest.mark.root)
 
 FAST_CPU_HZ = 70_937_900     # ten times a PAL 68000: the CPU is not the limit
 PAL_HZ = 7_093_790

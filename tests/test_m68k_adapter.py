@@ -9,10 +9,13 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("machine68k", reason="machine68k not installed (pip install machine68k)")
-if shutil.which("m68k-linux-gnu-gcc") is None:
-    pytest.skip("m68k-linux-gnu-gcc not installed (apt-get install gcc-m68k-linux-gnu "
-                "binutils-m68k-linux-gnu)", allow_module_level=True)
+from conftest import importable, requires_package, which  # noqa: E402
+
+pytestmark = [
+    requires_package("machine68k", importable("machine68k"), "the 68000 CPU core"),
+    requires_package("gcc-m68k-linux-gnu", which("m68k-linux-gnu-gcc"), "compiles the 68000 driver"),
+    requires_package("binutils-m68k-linux-gnu", which("m68k-linux-gnu-objcopy")),
+]
 
 from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil  # noqa: E402
 from a2065.drivers.m68k import ST_FAULT, ST_RUNNING  # noqa: E402

@@ -10,10 +10,13 @@ import zlib
 
 import pytest
 
-pytest.importorskip("machine68k", reason="machine68k not installed (pip install machine68k)")
-if shutil.which("m68k-linux-gnu-gcc") is None:
-    pytest.skip("m68k-linux-gnu-gcc not installed (apt-get install gcc-m68k-linux-gnu "
-                "binutils-m68k-linux-gnu)", allow_module_level=True)
+from conftest import importable, requires_package, which  # noqa: E402
+
+pytestmark = [
+    requires_package("machine68k", importable("machine68k"), "the 68000 CPU core"),
+    requires_package("gcc-m68k-linux-gnu", which("m68k-linux-gnu-gcc"), "compiles the 68000 driver"),
+    requires_package("binutils-m68k-linux-gnu", which("m68k-linux-gnu-objcopy")),
+]
 
 from a2065.drivers.m68k import (FL_NETBSD, ST_NO_BOARD, ST_RUNNING, build,  # noqa: E402
                         mailbox_param_bytes)
@@ -221,7 +224,6 @@ def test_a_seventeenth_frame_in_a_burst_is_missed_by_the_chip_and_counted_by_the
 
 
 def test_ping_over_the_virtual_cable_in_wire_timing_comes_back_on_the_cable():
-    pytest.importorskip("pcap_backend.backends.cable")
     r = run_driver([arp_request(), ping(1)], via="cable", timing="wire")
     assert r["replies_on_cable"] == [arp_reply_expected().hex(), echo_reply_expected(1).hex()]
     assert r["mailbox"]["tx_frames"] == 2 and r["mailbox"]["rx_frames"] == 2

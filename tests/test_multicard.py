@@ -23,11 +23,10 @@ sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 
 import pytest  # noqa: E402
 
-from test_usermode_vde import VDE_MISSING, responder_frames, start_switch, stop  # noqa: E402
+from test_usermode_vde import pytestmark, responder_frames, start_switch, stop  # noqa: E402,F401
 
 from pcap_backend.base import Backend, Packet  # noqa: E402
 
-pytestmark = pytest.mark.skipif(VDE_MISSING is not None, reason=VDE_MISSING or "")
 
 
 def guest_ip(i: int) -> str:

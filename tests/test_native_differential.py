@@ -4,6 +4,7 @@ same error code, on generated super-packets; checksum and CRC against naive vers
 Also run under AddressSanitizer/UBSan by tests/test_native_api.py (tools/build_asan.sh).
 """
 import array
+import os
 import random
 import struct
 import zlib
@@ -15,8 +16,10 @@ import native
 from native import oracle
 from tests import packets as P
 
+# The C core is built by `make venv` with build-essential (always there); A2065_NATIVE=python
+# switches it off on purpose, and then there is nothing to compare.
 pytestmark = pytest.mark.skipif(
-    native.IMPLEMENTATION != "c", reason="C extension not built (python3 setup.py build_ext --inplace)"
+    os.environ.get("A2065_NATIVE", "").lower() == "python", reason="A2065_NATIVE=python forces the oracle"
 )
 
 

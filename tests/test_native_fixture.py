@@ -14,10 +14,9 @@ import subprocess
 
 import pytest
 
-native = pytest.importorskip("native")
-if not hasattr(native, "segment"):
-    pytest.skip("native.segment is not available yet", allow_module_level=True)
+import native
 
+from conftest import requires_package, which  # noqa: E402
 from fixture_capture import CAPTURES, load  # noqa: E402
 from netcheck import ETH_MAX, Decoded  # noqa: E402
 
@@ -193,8 +192,7 @@ def _tshark_problems(path) -> tuple[int, list[str]]:
     return rows, problems
 
 
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
-                                  reason="tshark not installed (apt-get install tshark)")
+needs_tshark = requires_package("tshark", which("tshark"), "an independent dissector")
 
 
 @needs_tshark

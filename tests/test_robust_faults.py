@@ -21,6 +21,7 @@ from pcap_backend.backends.pcapng_io import PcapngRecorder, PcapngReplay, iter_p
 from pcap_backend.base import Backend, CaptureFormatError
 
 from bridge_helpers import PEER_MAC, ipv4_tcp
+from conftest import library_loads, requires_package
 
 CARD = bytes.fromhex("008010123456")
 
@@ -291,7 +292,8 @@ def test_removing_the_interface_under_the_card_is_lcar_on_every_send_and_never_r
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("kind", ["afpacket", "pcap"])
+@pytest.mark.parametrize("kind", ["afpacket", pytest.param("pcap", marks=requires_package(
+    "libpcap0.8", library_loads("pcap", "load_libpcap")))])
 def test_an_interface_deleted_and_recreated_by_name_under_the_card_resumes_traffic_by_itself(
         kind, caplog):
     import time

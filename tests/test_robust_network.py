@@ -152,12 +152,12 @@ def test_hostile_frames_through_the_bridge_run_clean_on_the_asan_and_ubsan_build
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
-    if shutil.which(os.environ.get("CC", "gcc")) is None:
-        pytest.skip("no C compiler for the sanitized build")
+    from conftest import require_package, which
+    require_package("build-essential", which(os.environ.get("CC", "gcc")), "the sanitized build")
     r = subprocess.run(["sh", str(root / "tools" / "build_asan.sh"), str(tmp_path)], cwd=root,
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode == 77:
-        pytest.skip(r.stderr.strip())
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHON=sys.executable))
+    require_package("libasan8", r.returncode != 77, r.stderr.strip())
     assert r.returncode == 0, r.stderr[-2000:]
     so = next((tmp_path / "native").glob("_native*.so"))
     libasan = subprocess.run([os.environ.get("CC", "gcc"), "-print-file-name=libasan.so"],

@@ -19,6 +19,8 @@ import pytest
 
 from test_usermode_rig import ROOT, UDHCPC_SCRIPT, recv_all, sha_stream, tcp_server
 
+from conftest import library_loads, require_package, which
+
 
 def a2065(*args, **kw):
     return subprocess.run([sys.executable, "-m", "a2065", *map(str, args)], capture_output=True,
@@ -44,11 +46,8 @@ def test_bridge_forward_spec_that_is_not_proto_and_ports_is_a_usage_error():
 @pytest.mark.root
 def test_bridge_slirp_gives_the_guest_kernel_a_lease_and_a_download_then_stops_on_ctrl_c(tmp_path):
     from netns import in_netns, netns, run, unique
-    try:
-        from pcap_backend.backends.slirp import load_libslirp
-        load_libslirp()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(str(e))
+    require_package("libslirp0", library_loads("slirp", "load_libslirp"))
+    require_package("udhcpc", which("udhcpc"), "the guest's DHCP client")
     tap = unique("a2ct")
     with netns("a2uc") as ns:
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "a2065", "bridge",
@@ -63,16 +62,13 @@ def test_bridge_slirp_gives_the_guest_kernel_a_lease_and_a_download_then_stops_o
             run(["sysctl", "-qw", f"net.ipv6.conf.{tap}.disable_ipv6=1"], ns=ns, check=False)
             run(["ip", "link", "set", tap, "address", "00:80:10:12:34:56", "up"], ns=ns)
             udhcpc = shutil.which("udhcpc")
-            if udhcpc:
-                script = tmp_path / "udhcpc.sh"
-                script.write_text(UDHCPC_SCRIPT)
-                script.chmod(0o755)
-                r = run([udhcpc, "-i", tap, "-f", "-q", "-n", "-t", "10", "-T", "1", "-A", "1",
-                         "-s", str(script)], ns=ns, check=False, timeout=30)
-                assert r.returncode == 0 and "lease 10.0.2.15/24 router 10.0.2.2" in r.stdout, \
-                    r.stdout + r.stderr
-            else:  # no DHCP client: configure as the lease would
-                run(["ip", "addr", "add", "10.0.2.15/24", "dev", tap], ns=ns)
+            script = tmp_path / "udhcpc.sh"
+            script.write_text(UDHCPC_SCRIPT)
+            script.chmod(0o755)
+            r = run([udhcpc, "-i", tap, "-f", "-q", "-n", "-t", "10", "-T", "1", "-A", "1",
+                     "-s", str(script)], ns=ns, check=False, timeout=30)
+            assert r.returncode == 0 and "lease 10.0.2.15/24 router 10.0.2.2" in r.stdout, \
+                r.stdout + r.stderr
             data, sha = sha_stream(1 << 20, seed=5)
             with in_netns(ns):
                 srv = socket.socket()

@@ -26,22 +26,12 @@ from test_usermode_rig import (GUEST_MAC, ROOT, GuestRig, guest_download, script
                                sha_stream, tcp_server)
 
 from pcap_backend.base import BackendUnavailable
+from conftest import library_loads, require_package, requires_package, which
 from pcap_backend.backends.usermode import PeerGone, PeerUnreachable, make_usermode_backend
 
 
-def _slirp_available():
-    try:
-        from pcap_backend.backends.slirp import load_libslirp
-        load_libslirp()
-        return None
-    except BackendUnavailable as e:
-        return str(e)
-
-
-SLIRP_MISSING = _slirp_available()
-PASST_MISSING = None if shutil.which("passt") else "needs the Debian package passt"
-need_slirp = pytest.mark.skipif(SLIRP_MISSING is not None, reason=SLIRP_MISSING or "")
-need_passt = pytest.mark.skipif(PASST_MISSING is not None, reason=PASST_MISSING or "")
+need_slirp = requires_package("libslirp0", library_loads("slirp", "load_libslirp"))
+need_passt = requires_package("passt", which("passt"))
 
 TEN_MB = 10 * 1000 * 1000
 
@@ -259,8 +249,7 @@ def test_slirp_without_privileges_gives_a_scripted_guest_a_lease_and_answers_its
 @pytest.mark.root
 @need_slirp
 def test_slirp_inside_an_unprivileged_users_own_namespaces_answers_the_scripted_guest():
-    if shutil.which("setpriv") is None or shutil.which("unshare") is None:
-        pytest.skip("needs setpriv and unshare (Debian package util-linux)")
+    require_package("util-linux", which("setpriv") and which("unshare"), "setpriv, unshare")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                         "unshare", "-Urn", "true"], capture_output=True, text=True)
     if r.returncode != 0:

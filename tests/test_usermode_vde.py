@@ -49,25 +49,17 @@ from test_usermode_rig import CardPump  # noqa: E402
 
 from pcap_backend.base import BackendUnavailable  # noqa: E402
 from a2065.rig.guest import start_switch, stop_switch as stop  # noqa: E402
+from conftest import library_loads, require_package, requires_package, which  # noqa: E402
 
 MAC_A = bytes.fromhex("008010000a0a")
 MAC_B = bytes.fromhex("008010000b0b")
 IP_A, IP_B, IP_K = "10.77.0.10", "10.77.0.11", "10.77.0.1"
 
 
-def _vde_missing():
-    if shutil.which("vde_switch") is None:
-        return "needs vde_switch (Debian package vde2)"
-    try:
-        from pcap_backend.backends.vde import load_libvdeplug
-        load_libvdeplug()
-    except BackendUnavailable as e:
-        return str(e)
-    return None
-
-
-VDE_MISSING = _vde_missing()
-pytestmark = pytest.mark.skipif(VDE_MISSING is not None, reason=VDE_MISSING or "")
+pytestmark = [
+    requires_package("vde2", which("vde_switch"), "vde_switch"),
+    requires_package("libvdeplug2", library_loads("vde", "load_libvdeplug")),
+]
 
 
 def responder_frames(frame: bytes, mac: bytes, ip: str):
@@ -392,8 +384,7 @@ def three_kernels():
     process whose guest TAP carries 10.77.0.21 / .22. Everything is killed and removed after."""
     import types
     from netns import netns, run, unique
-    if shutil.which("vde_plug2tap") is None:
-        pytest.skip("needs vde_plug2tap (Debian package vde2)")
+    require_package("vde2", which("vde_plug2tap"), "vde_plug2tap")
     tmp = tempfile.mkdtemp(prefix="a2065-vde3-")
     sw = os.path.join(tmp, "switch")
     procs: list = []

@@ -26,6 +26,7 @@ sys.path[:0] = [p for p in (HERE, os.path.dirname(HERE)) if p not in sys.path]
 import pytest  # noqa: E402
 
 from pcap_backend.base import BackendUnavailable  # noqa: E402
+from conftest import library_loads, require_package, requires_package, which  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,17 +55,7 @@ def test_plugin_packages_name_the_debian_packages():
     assert "no Debian package" in plugin_package("nosuch")
 
 
-def _libvdeplug_missing():
-    try:
-        from pcap_backend.backends.vde import load_libvdeplug
-        load_libvdeplug()
-    except BackendUnavailable as e:
-        return str(e)
-    return None
-
-
-needs_lib = pytest.mark.skipif(_libvdeplug_missing() is not None,
-                               reason=_libvdeplug_missing() or "")
+needs_lib = requires_package("libvdeplug2", library_loads("vde", "load_libvdeplug"))
 
 
 @needs_lib
@@ -104,18 +95,18 @@ def test_a_plugin_file_that_does_not_load_is_reported_as_a_broken_install(tmp_pa
 # ---------------------------------------------------------------------------------------------
 # two hosts (root)
 
-def _topology_missing():
+def _require_topology():
+    """Skip naming the package unless vde_plug and the vxvde/tap plugins are installed."""
     from a2065.rig.vde_hosts import vxvde_missing
-    return vxvde_missing()
+    require_package("vdeplug", which("vde_plug"), "vde_plug")
+    require_package("libvdeplug2", lambda: vxvde_missing() is None, "the vxvde and tap plugins")
 
 
 @pytest.fixture
 def two_hosts(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP)")
-    why = _topology_missing()
-    if why:
-        pytest.skip(why)
+    _require_topology()
     from a2065.rig.vde_hosts import TwoHosts
     with TwoHosts(cards_per_host=4, procs_per_host=2, log_dir=str(tmp_path)) as th:
         yield th
@@ -266,12 +257,8 @@ def test_killing_one_hosts_card_processes_leaves_the_other_hosts_streams_alone_a
 def two_hosts_no_lan(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP)")
-    why = _topology_missing()
-    if why:
-        pytest.skip(why)
-    import shutil
-    if shutil.which("dpipe") is None:
-        pytest.skip("needs dpipe (Debian package vdeplug)")
+    _require_topology()
+    require_package("vdeplug", which("dpipe"), "dpipe")
     from a2065.rig.vde_hosts import TwoHosts
     with TwoHosts(cards_per_host=2, procs_per_host=1, log_dir=str(tmp_path), lan=False) as th:
         yield th

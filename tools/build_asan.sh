@@ -18,6 +18,10 @@ RUN=0
 if [ "${1:-}" = "--run" ]; then RUN=1; shift; fi
 OUT="${1:-build/asan}"
 CC_BIN="${CC:-gcc}"
+# The interpreter with the project's dependencies (cffi, pytest): $PYTHON, else the project's .venv
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 LIBASAN="$($CC_BIN -print-file-name=libasan.so)"
 case "$LIBASAN" in
   /*) ;;
@@ -26,7 +30,7 @@ esac
 mkdir -p "$OUT"
 A2065_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g" \
 A2065_LDFLAGS="-fsanitize=address,undefined" \
-  python3 native/_build.py "$OUT" >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
+  "$PYTHON" native/_build.py "$OUT" >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 SO="$(ls "$OUT"/native/_native*.so | head -n 1)"
 echo "sanitized build: $SO"
 [ "$RUN" = 1 ] || exit 0
@@ -35,7 +39,7 @@ export LD_PRELOAD="$LIBASAN"
 export PYTHONMALLOC=malloc
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-python3 -c 'import native; assert native.IMPLEMENTATION == "c", native.IMPLEMENTATION; print("loaded", native._ext.__file__, native.impl_info())'
+"$PYTHON" -c 'import native; assert native.IMPLEMENTATION == "c", native.IMPLEMENTATION; print("loaded", native._ext.__file__, native.impl_info())'
 # A2065_ASAN_K: a pytest -k expression to run a subset (the pytest wrapper test does)
 if [ -n "${A2065_ASAN_K:-}" ]; then set -- -k "$A2065_ASAN_K"; else set --; fi
-exec python3 -m pytest -q -p no:cacheprovider --capture=sys -x tests/test_native_differential.py "$@"
+exec "$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys -x tests/test_native_differential.py "$@"

@@ -42,9 +42,37 @@ from typing import Optional
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-ROOT = Path(__file__).resolve().parents[2]
-CAPTURE_DIR = ROOT / "fixtures" / "captures"
-DEMO_CAPTURES = {"tcp4": "tcp4_tso.pcapng", "tcp6": "tcp6_tso.pcapng", "udp4": "udp4_gso.pcapng"}
+ROOT = Path(__file__).resolve().parents[2]   # the repository, when run from a checkout
+
+
+# -- installed-package lookups (issue 16): the wheel is the product, so nothing here may assume a
+# -- source checkout except `bench`, which says so.
+
+def bundled_capture(name: str) -> Path:
+    """The demo capture ``name`` (tcp4, tcp6, udp4) from the installed package's data."""
+    from a2065.cli.captures import capture_path
+    try:
+        return capture_path(name)
+    except FileNotFoundError as e:
+        raise Failure(f"{e} or pass --capture FILE") from None
+
+
+def package_version() -> str:
+    """The installed distribution's version (``a2065 --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("a2065")
+    except PackageNotFoundError:
+        return "unknown (not installed; run from a checkout)"
+
+
+def bench_dir() -> Path:
+    """bench/ of the source checkout; the benchmarks are not part of the installed package."""
+    d = ROOT / "bench"
+    if not (d / "native.py").is_file():
+        raise UsageError("the benchmarks (bench/*.py) ship with the source repository, not with "
+                         "the installed package; run 'make bench' in a checkout of the repository")
+    return d
 
 
 class UsageError(Exception):
@@ -298,10 +326,8 @@ def _capture_errors(cap, results) -> list:
 
 def cmd_demo(args) -> int:
     name = args.capture
-    path = CAPTURE_DIR / DEMO_CAPTURES[name] if name in DEMO_CAPTURES else Path(name)
-    if name in DEMO_CAPTURES and not path.exists():
-        raise Failure(f"the bundled capture {path} is missing; reinstall from the repository "
-                      "or pass --capture FILE")
+    from a2065.cli.captures import BUNDLED
+    path = bundled_capture(name) if name in BUNDLED else Path(name)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory; choose a directory")
@@ -669,9 +695,10 @@ def cmd_bench(args) -> int:
     """Run bench/*.py, each writing DIR/<name>.json; usermode and e2e need root; e2e also draws
     its goodput PNGs into DIR."""
     import subprocess
+    bench = bench_dir()
     out = Path(args.out)
     names = [n for n in args.only.split(",") if n] if args.only else list(BENCHES)
-    unknown = [n for n in names if n not in BENCHES or not (ROOT / "bench" / f"{n}.py").exists()]
+    unknown = [n for n in names if n not in BENCHES or not (bench / f"{n}.py").exists()]
     if unknown:
         raise UsageError(f"--only: no benchmark {', '.join(map(repr, unknown))} "
                          f"(one of {', '.join(BENCHES)})")
@@ -687,7 +714,7 @@ def cmd_bench(args) -> int:
             print(f"a2065 bench: {name} skipped: needs root ({BENCH_NEEDS_ROOT[name]})",
                   file=sys.stderr)
             continue
-        argv = [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--json", str(out / f"{name}.json")]
+        argv = [sys.executable, str(bench / f"{name}.py"), "--json", str(out / f"{name}.json")]
         if args.quick:
             argv.append("--quick")
         if name == "e2e":
@@ -722,14 +749,6 @@ class _Help(argparse.HelpFormatter):
         return h + " (default: %(default)s)"
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("a2065")
-    except Exception:  # noqa: BLE001 - a source tree without metadata
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="a2065", formatter_class=_Help,
                 description="Emulated Commodore A2065 Ethernet card (Am7990 LANCE): replay "
@@ -741,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "exits 0 on Ctrl-C)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log bridge/chip conditions to stderr (and tracebacks of internal errors)")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
                            title="commands (each has --help)")
     sub.required = True

@@ -122,9 +122,14 @@ class Bridge:
     def chip(self, chip) -> None:
         if not isinstance(chip, ChipPort):
             if hasattr(chip, "lance"):
-                raise TypeError(f"Bridge needs the chip, not the board: pass card.lance "
-                                f"(got {type(chip).__name__})")
-            raise TypeError(f"Bridge needs a ChipPort (e.g. card.lance), got {type(chip).__name__}")
+                raise TypeError(f"Bridge needs the chip, not the board: pass "
+                                f"Bridge(backend, card.lance) (got {type(chip).__name__})")
+            wanted = ("receive", "rx_ready", "rx_idle_at", "mode", "padr", "now", "timing",
+                      "transmit")
+            missing = [n for n in wanted if not hasattr(chip, n)]
+            raise TypeError(f"Bridge needs a ChipPort: a {type(chip).__name__} has no "
+                            f"{', '.join(missing) or 'compatible members'}; pass the card's chip, "
+                            f"Bridge(backend, card.lance)")
         self._chip = chip
         if hasattr(self, "deliverer"):
             self.deliverer.chip = chip
