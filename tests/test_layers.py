@@ -140,3 +140,20 @@ def test_nothing_outside_tests_imports_the_tests():
         if re.search(r"""sys\.path.*["']tests["']""", text):
             bad.append((str(p.relative_to(ROOT)), "sys.path += tests"))
     assert not bad, bad
+
+
+def test_importing_the_card_loads_no_tooling_no_backend_and_no_test_library():
+    """`import a2065` is what an emulator does: it must not pull in pcap_backend, the tooling
+    subpackages (drivers, runners, cli, rig), the hypothesis strategies or hypothesis itself."""
+    import json
+    import subprocess
+    import sys
+    code = ("import json, sys, a2065; "
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('pcap_backend', 'hypothesis', 'pytest') "
+            "or m.startswith(('a2065.drivers', 'a2065.runners', 'a2065.cli', 'a2065.rig', "
+            "'a2065.strategies')))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT),
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []
