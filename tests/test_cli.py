@@ -116,6 +116,29 @@ def test_bridge_without_iface_is_a_usage_error_that_says_what_to_give():
     assert r.returncode == 2 and "--iface is required" in r.stderr
 
 
+def test_bridge_vde_says_it_takes_a_switch_directory_or_any_libvdeplug_url():
+    r = a2065("bridge", "--backend", "vde")
+    assert r.returncode == 2 and "--iface is required" in r.stderr
+    assert "vde_switch control directory" in r.stderr and "libvdeplug 4 URL" in r.stderr
+    assert "vxvde://" in r.stderr
+    h = " ".join(a2065("bridge", "--help").stdout.split())
+    assert "libvdeplug 4 URL (vde:///path, vxvde://group[/port]" in h
+    assert "vde: a plug of a VDE network (--iface: a vde_switch directory or a libvdeplug 4 URL" in h
+
+
+def test_bench_lists_scale_and_skips_it_without_root_naming_what_it_needs(tmp_path, monkeypatch,
+                                                                           capsys):
+    import importlib
+    main = importlib.import_module("a2065.cli.main")
+    assert "scale" in main.BENCHES
+    assert "scale" in " ".join(a2065("bench", "--help").stdout.split())
+    monkeypatch.setattr(main.os, "geteuid", lambda: 1000)
+    assert main.main(["bench", "--only", "scale", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "scale skipped: needs root (network namespaces, TAP, vxvde)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.root   # without CAP_NET_RAW the socket is refused before the name is looked up
 def test_bridge_to_an_interface_that_does_not_exist_exits_2_and_points_to_ip_link():
     r = a2065("bridge", "--iface", "nosuch0", "--duration", "1")

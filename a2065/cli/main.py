@@ -615,7 +615,8 @@ def _check_bridge_args(args) -> None:
     kind = REGISTRY[args.backend]
     if kind.iface is not None and not args.iface:
         raise UsageError("--iface is required: " + (
-            "the vde_switch control directory" if kind.iface == "switch" else
+            "a vde_switch control directory or a libvdeplug 4 URL (vde:///path, "
+            "vxvde://group, ...)" if kind.iface == "switch" else
             "the host interface to bridge to (see `ip link`)"))
     if kind.iface is None and args.iface:
         raise UsageError(f"--iface is not used by --backend {args.backend} (user-mode NAT); drop it")
@@ -686,14 +687,15 @@ def _one_line(e: BaseException) -> str:
     return head if sep and head == tail else text
 
 
-BENCHES = ("native", "lance", "board", "bridge", "usermode", "e2e", "linux_driver")
+BENCHES = ("native", "lance", "board", "bridge", "usermode", "e2e", "linux_driver", "scale")
 BENCH_NEEDS_ROOT = {"usermode": "namespaces and the passt/libslirp/VDE rigs",
-                    "e2e": "network namespaces, TAP, AF_PACKET"}
+                    "e2e": "network namespaces, TAP, AF_PACKET",
+                    "scale": "network namespaces, TAP, vxvde"}
 
 
 def cmd_bench(args) -> int:
-    """Run bench/*.py, each writing DIR/<name>.json; usermode and e2e need root; e2e also draws
-    its goodput PNGs into DIR."""
+    """Run bench/*.py, each writing DIR/<name>.json; usermode, e2e and scale need root; e2e also
+    draws its goodput PNGs into DIR, scale its scale_cards.png."""
     import subprocess
     bench = bench_dir()
     out = Path(args.out)
@@ -719,6 +721,8 @@ def cmd_bench(args) -> int:
             argv.append("--quick")
         if name == "e2e":
             argv += ["--plots", str(out)]
+        elif name == "scale":
+            argv += ["--plot", str(out / "scale_cards.png")]
         print(f"== {name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         if subprocess.run(argv, cwd=str(ROOT)).returncode != 0:
             failed.append(name)
@@ -842,8 +846,10 @@ def _add_bridge(sub) -> None:
                        "CAP_NET_RAW, creating a TAP needs CAP_NET_ADMIN; see SECURITY.md for "
                        "running without root.")
     b.add_argument("--iface", metavar="IF", type=str,
-                   help="host interface to bridge to (afpacket, pcap, tap), or the vde_switch "
-                   "control directory (vde); not used by passt and slirp (default: none)")
+                   help="host interface to bridge to (afpacket, pcap, tap); for vde a "
+                   "vde_switch control directory or any libvdeplug 4 URL (vde:///path, "
+                   "vxvde://group[/port], cmd://..., the plugins the library has); not used by "
+                   "passt and slirp (default: none)")
     b.add_argument("--backend", choices=tuple(REGISTRY), default="afpacket",
                    help=f"the host side: {backends}")
     b.add_argument("--forward", action="append", type=forward_spec,
@@ -877,11 +883,11 @@ def _add_bridge(sub) -> None:
 def _add_bench(sub) -> None:
     be = sub.add_parser("bench", formatter_class=_Help,
                         help="run the benchmarks, write JSON and goodput plots",
-                        description="Run bench/native.py, lance.py, board.py, bridge.py and (as "
-                        "root) usermode.py and e2e.py, and linux_driver.py (its goodput runs as "
-                        "root); each writes DIR/<name>.json and nothing "
-                        "else; e2e also draws e2e_goodput_time.png and e2e_goodput_summary.png "
-                        "(matplotlib) into DIR.")
+                        description="Run bench/native.py, lance.py, board.py, bridge.py, (as "
+                        "root) usermode.py, e2e.py and scale.py, and linux_driver.py (its goodput "
+                        "runs as root); each writes DIR/<name>.json and nothing "
+                        "else; e2e also draws e2e_goodput_time.png and e2e_goodput_summary.png, "
+                        "scale scale_cards.png (matplotlib) into DIR.")
     be.add_argument("--quick", action="store_true", help="shorter runs (e2e: 5 s transfers)")
     be.add_argument("--out", metavar="DIR", default=str(ROOT / "bench" / "results"),
                     help="where JSON and PNGs go")

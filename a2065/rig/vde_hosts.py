@@ -373,7 +373,7 @@ class TwoHosts:
 
 def run_cards(url: str, specs, seconds: float = 600.0) -> None:
     import ctypes
-    from a2065.runners.live import open_guest_tap
+    from a2065.runners.guest import open_guest_tap
     from a2065.runners.multi import MultiCard
     from pcap_backend.backends.vde import Vde
     from pcap_backend.netns import in_netns, run

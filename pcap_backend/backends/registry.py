@@ -46,7 +46,8 @@ REGISTRY = {
                          _passt_forwards),
     "slirp": BackendKind("slirp", "Slirp", None, "user-mode NAT through libslirp (no root)",
                          _slirp_forwards),
-    "vde": BackendKind("vde", "Vde", "switch", "a port on a vde_switch (--iface: its control directory)"),
+    "vde": BackendKind("vde", "Vde", "switch", "a plug of a VDE network (--iface: a vde_switch "
+                       "directory or a libvdeplug 4 URL: vde:///path, vxvde://group, ...)"),
 }
 USERMODE_BACKENDS = ("passt", "slirp", "vde")
 
