@@ -23,13 +23,18 @@ import logging
 import struct
 import zlib
 
+try:  # the C core's per-frame descriptor paths (or their pure-Python twins): native/SPEC.md
+    from native import LANCE_TX_OUT, lance_paths as _lance_paths
+except ImportError:  # pragma: no cover - lance used without the native package: general paths
+    LANCE_TX_OUT, _lance_paths = 0, None
+
 from .csr import (
     CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
 from .dma import GenericDma, RamDma
 from .fcs import crc32_bytes
 from .filter import address_filter
-from .layouts import DESC, decode_init
+from .layouts import decode_init
 from .timing import (
     FCS_LEN, IFG_NS, MAX_FRAME_WITH_FCS, MAX_FRAME_WITHOUT_FCS, MIN_FRAME_WITH_FCS,
     MIN_FRAME_WITHOUT_FCS, RX_MAX_FRAME_WITH_FCS, RX_MAX_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS,
@@ -62,6 +67,7 @@ _OWN, _ERR = int(RMD1.OWN), int(RMD1.ERR)  # the same bits in TMD1
 _STP, _ENP = int(RMD1.STP), int(RMD1.ENP)
 _R_BUFF, _R_CRC = int(RMD1.BUFF), int(RMD1.CRC)
 _T_STATUS = int(TMD1.ERR | TMD1.MORE | TMD1.ONE | TMD1.DEF)  # cleared by the chip in TMD1
+_TMD1_KEEP = 0xFFFF & ~(_OWN | _T_STATUS)  # TMD1 bits a finished transmission leaves as written
 _LCAR = int(TMD3.LCAR)
 _BSWP = int(CSR3.BSWP)
 _MAX_XFER = 4096  # one buffer at most (12-bit BCNT): the longest single DMA transfer
@@ -134,10 +140,8 @@ class Counters:
 _RX_OFF = RxStatus.RX_OFF
 _ACCEPTED = RxStatus.ACCEPTED
 _FILTERED = RxStatus.FILTERED
-_DESC_UNPACK = DESC.unpack_from
 _WORD_PACK = struct.Struct(">H").pack_into
 _RMD123_PACK = struct.Struct(">3H").pack_into  # descriptor words 1-3 (RMD or TMD)
-_FCS_PACK = struct.Struct("<I").pack_into  # the FCS follows the frame little-endian
 _FCS_BYTES = struct.Struct("<I").pack
 
 
@@ -505,9 +509,19 @@ class Am7990:
         self._tx_idle_seen = False
         self._ram = None
         self._ram_mask = 0
-        if type(port) is RamDma and port.size == port.mask + 1 and port.size & (port.size - 1) == 0:
+        self._ram_size = 0
+        # native.lance_paths: (RAM handle, TX buffer handle, rx_store, tx_take); releasing the
+        # old handles lets the host resize a RAM this chip no longer uses
+        self._ram_paths = (None, None, None, None)
+        self._tx_out = None
+        if (type(port) is RamDma and port.size == port.mask + 1
+                and port.size & (port.size - 1) == 0 and _lance_paths is not None):
             self._ram = port.ram
             self._ram_mask = port.mask
+            self._ram_size = port.size
+            out = bytearray(LANCE_TX_OUT)
+            self._tx_out = memoryview(out)
+            self._ram_paths = _lance_paths(port.ram, out)
         self._paths_changed()
 
     def _paths_changed(self) -> None:
@@ -518,6 +532,11 @@ class Am7990:
                   and not self._mode & _M_LOOP)
         self._rx_fast = simple and bool(self._csr0 & _RXON)
         self._tx_fast = simple
+        # what the transmit hot path reads per poll, fixed until the next change listed above
+        # (INIT and restore, which set TDRA/TLEN/MODE, end in this call)
+        self._tx_hot = (self._ram, self._ram_size, *self._ram_paths[:2], self._ram_paths[3],
+                        self._tx_out, self._tdra, self._tlen - 1, self._tlen * 2,
+                        not self._mode & _M_DTCR) if simple else None
 
     def _span_read(self, start: int, length: int) -> bytearray:
         """Read the word-aligned span around a BSWP=0 buffer in transfers of at most one
@@ -580,33 +599,25 @@ class Am7990:
             self._tx_poll_at = None
             return
         self._tx_poll_at = self.now + TX_POLL_NS  # the idle poll timer restarts at every poll
-        if not self._tx_fast:  # (fast timing: never a frame in flight or a gap)
+        hot = self._tx_hot
+        if hot is None:  # (fast timing: never a frame in flight or a gap)
             if self._tx_flight is None and self._tx_gap_at is None:
                 self._tx_send_general()
             return  # else busy: the poll after the gap will look again
-        ram = self._ram
-        rmask = self._ram_mask
-        tdra = self._tdra
-        tmask = self._tlen - 1
-        add_fcs = not self._mode & _M_DTCR
-        left = self._tlen * 2  # bound: each pass sends one frame
-        while left:
+        ram, size, ramh, outh, take, out, tdra, tmask, left, add_fcs = hot  # left: 2 x TLEN
+        rmask = size - 1
+        while left:  # bound: each pass sends one frame
             left -= 1
             idx = self._tx_idx
             a = (tdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
             if not ram[a + 2] & 0x80:  # TMD1.OWN (bit 15: the high byte, first in RAM)
                 return
-            w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
-            if w1 & 0x0300 != 0x0300:
+            # one owned STP|ENP buffer inside RAM: copied with its FCS (else 0: general path)
+            taken = take(ramh, size, a, add_fcs, outh, LANCE_TX_OUT)
+            if taken <= 0:
                 break
-            b = (((w1 & 0xFF) << 16) | w0) & rmask
-            n = (-w2) & 0xFFF or 4096  # BCNT 0 = 4096 (ref: M)
-            if b + n > rmask + 1:
-                break
-            frame = memoryview(ram)[b:b + n].tobytes()
-            if add_fcs:
-                frame += _FCS_BYTES(crc32_bytes(frame, n, 0))
-                n += 4
+            n = taken & 0xFFFF  # with the FCS
+            frame = out[:n].tobytes()
             self._tx_idx = (idx + 1) & tmask
             tmd3 = 0
             transmit = self.transmit
@@ -621,7 +632,8 @@ class Am7990:
                 c.babl += 1
             # TMD1 (OWN cleared, ERR with TMD3), TMD2 as it was, TMD3 (TDR 0: no collisions) in
             # one store (the general path writes TMD3 before TMD1; nothing runs in between here)
-            _RMD123_PACK(ram, a + 2, (w1 & ~(_OWN | _T_STATUS)) | (_ERR if tmd3 else 0), w2, tmd3)
+            _RMD123_PACK(ram, a + 2, ((taken >> 16) & _TMD1_KEEP) | (_ERR if tmd3 else 0),
+                         taken >> 32, tmd3)
             c.tx_frames += 1
             if tmd3:
                 c.tx_errors += 1
@@ -769,41 +781,29 @@ class Am7990:
             return self._receive(frame, has_fcs, n)
         # Hot path (see _paths_changed): a host frame (the chip adds the FCS) that needs no
         # padding and fits the current descriptor's buffer. Same effect as _receive.
-        if type(frame) is bytes:
-            if not self._accepts(frame[:6]):
-                c.rx_filtered += 1
-                return _FILTERED
-            crc = None
-        else:
-            if not self._accepts(bytes(frame[:6])):  # the filter may hash it
-                c.rx_filtered += 1
-                return _FILTERED
-            crc = zlib.crc32(frame)
-        ram = self._ram
-        rmask = self._ram_mask
+        if type(frame) is not bytes:
+            data = bytes(frame) if type(frame) is bytearray or type(frame) is memoryview else None
+            if data is None or len(data) != n:  # e.g. a view of wider items: the general path
+                return self._receive(frame, False, n)
+            frame = data
+        if not self._accepts(frame[:6]):
+            c.rx_filtered += 1
+            return _FILTERED
         idx = self._rx_idx
-        a = (self._rdra + (idx << 3)) & rmask  # 8-aligned: a descriptor never wraps
-        w0, w1, w2, w3 = _DESC_UNPACK(ram, a)
-        if w1 & _OWN:
-            b = (((w1 & 0xFF) << 16) | w0) & rmask
-            end = b + n
-            if n + 4 <= ((-w2) & 0xFFF or 4096) and end + 4 <= rmask + 1:
-                ram[b:end] = frame
-                _FCS_PACK(ram, end, crc32_bytes(frame, n, 0) if crc is None else crc)
-                # RMD1 (STP|ENP, OWN cleared), RMD2 as it was, RMD3 = MCNT incl. FCS: one store
-                # (the general path writes RMD3 before RMD1; nothing runs between the two here)
-                _RMD123_PACK(ram, a + 2, (w1 & 0xFF) | 0x0300, w2, n + 4)
-                self._rx_idx = (idx + 1) & (self._rlen - 1)
-                self._tx_idle_seen = False  # RAM written (rings may overlap)
-                c.rx_delivered += 1
-                c.rx_bytes += n + 4
-                csr0 = self._csr0 | _RINT
-                self._csr0 = csr0
-                if csr0 & _INEA and not self._irq_level:
-                    self._update_irq()
-                return _ACCEPTED
-        st = self._rx_store(frame, _FCS_BYTES(crc32_bytes(frame, n, 0) if crc is None else crc),
-                            False)
+        ram_paths = self._ram_paths
+        # frame + FCS into the owned RMD's buffer, RMD1-3 written (else 0: nothing written)
+        stored = ram_paths[2](ram_paths[0], self._ram_size, self._rdra + (idx << 3), frame, n)
+        if stored > 0:
+            self._rx_idx = (idx + 1) & (self._rlen - 1)
+            self._tx_idle_seen = False  # RAM written (rings may overlap)
+            c.rx_delivered += 1
+            c.rx_bytes += stored
+            csr0 = self._csr0 | _RINT
+            self._csr0 = csr0
+            if csr0 & _INEA and not self._irq_level:
+                self._update_irq()
+            return _ACCEPTED
+        st = self._rx_store(frame, _FCS_BYTES(crc32_bytes(frame, n, 0)), False)
         self._update_irq()
         return st
 

@@ -39,7 +39,8 @@ from .oracle import CSUM_DETECT, CSUM_NONE, CSUM_PARTIAL, ETH_MAX, ETH_MIN, FRAM
 
 __all__ = [
     "IMPLEMENTATION", "checksum", "crc32", "fcs", "fcs_frames", "segment", "segment_into", "Segmenter",
-    "impl_info", "CSUM_NONE", "CSUM_PARTIAL", "CSUM_DETECT", "SegmentError", "ERRORS",
+    "impl_info", "lance_paths", "LANCE_TX_OUT", "CSUM_NONE", "CSUM_PARTIAL", "CSUM_DETECT",
+    "SegmentError", "ERRORS",
 ] + [cls.__name__ for cls in ERRORS.values()]
 
 log = logging.getLogger("a2065.native")
@@ -203,6 +204,26 @@ else:
 
     def _set_impl(checksum_wide: bool, crc_clmul: bool) -> bool:
         return False
+
+
+#: Room the transmit path's ``out`` buffer needs: one 4096-byte buffer and its FCS.
+LANCE_TX_OUT = 4096 + 4
+
+
+def lance_paths(ram: bytearray, out: bytearray):
+    """The Am7990 model's per-frame paths over ``ram`` (the board RAM, a power-of-two size) and
+    ``out`` (a transmit buffer of at least ``LANCE_TX_OUT`` bytes), as
+    ``(ram_handle, out_handle, rx_store, tx_take)`` with ``rx_store(ram_handle, size, desc, frame,
+    n)`` and ``tx_take(ram_handle, size, desc, add_fcs, out_handle, out_cap)`` (native/SPEC.md,
+    "LANCE descriptor paths"). With the C core and a plain ``bytearray`` RAM: the C functions and
+    pointers made once here (cffi's from_buffer: while the handles live, neither buffer can be
+    resized, as a bus RAM never is; ``frame`` must be ``bytes``). Otherwise (no C core, or a
+    bytearray subclass that watches its accesses): the oracle's twins over the buffers
+    themselves."""
+    if lib is not None and type(ram) is bytearray and type(out) is bytearray:
+        return (_from_buffer(ram, require_writable=True), _from_buffer(out, require_writable=True),
+                lib.a2065_lance_rx_store, lib.a2065_lance_tx_take)
+    return ram, out, oracle.lance_rx_store, oracle.lance_tx_take
 
 
 class Segmenter:

@@ -10,7 +10,7 @@ import struct
 import zlib
 
 from .errors import (
-    ArgError, EthertypeError, ExtHeaderError, FragmentError, IpHeaderError, MssError,
+    ERR_ARG, ArgError, EthertypeError, ExtHeaderError, FragmentError, IpHeaderError, MssError,
     OutSpaceError, ProtocolError, TableSpaceError, TcpHeaderError, TruncatedError, UdpHeaderError,
     UdpNoSegError, UrgError, VlanError,
 )
@@ -432,3 +432,65 @@ def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offs
         used += len(f)
         out.append(f)
     return out
+
+
+# --- LANCE descriptor paths (SPEC "LANCE descriptor paths") ---------------------------------
+
+_LANCE_OWN = 0x8000
+_LANCE_STP_ENP = 0x0300
+_LANCE_FCS = 4
+_W3 = struct.Struct(">3H")
+
+
+def _lance_ram_ok(ram, size: int) -> bool:
+    return ram is not None and 8 <= size <= 1 << 24 and size & (size - 1) == 0
+
+
+def _lance_bcnt(w2: int) -> int:
+    """BCNT: the two's complement of word 2's low 12 bits; 0 means 4096."""
+    return (-w2) & 0xFFF or 4096
+
+
+def lance_rx_store(ram, size: int, desc: int, frame, n: int) -> int:
+    """Store a received frame and its FCS through the RMD at ``desc`` (SPEC): n + 4, or 0 (nothing
+    written: not owned, does not fit), or ERR_ARG. ``ram``: a writable buffer of ``size`` bytes."""
+    if not _lance_ram_ok(ram, size) or frame is None or len(frame) < n:
+        return ERR_ARG
+    a = desc & (size - 1)
+    if a > size - 8:
+        return 0
+    w0, w1, w2 = _W3.unpack_from(ram, a)
+    if not w1 & _LANCE_OWN:
+        return 0
+    if n > 4096 - _LANCE_FCS or n + _LANCE_FCS > _lance_bcnt(w2):
+        return 0
+    b = (((w1 & 0xFF) << 16) | w0) & (size - 1)
+    if b + n + _LANCE_FCS > size:
+        return 0
+    ram[b:b + n] = frame[:n]
+    ram[b + n:b + n + _LANCE_FCS] = zlib.crc32(frame[:n]).to_bytes(4, "little")
+    _W3.pack_into(ram, a + 2, (w1 & 0xFF) | _LANCE_STP_ENP, w2, n + _LANCE_FCS)
+    return n + _LANCE_FCS
+
+
+def lance_tx_take(ram, size: int, desc: int, add_fcs: bool, out, out_cap: int) -> int:
+    """Copy the frame of the single-buffer TMD at ``desc`` into ``out`` (SPEC), with its FCS if
+    ``add_fcs``: TMD2 << 32 | TMD1 << 16 | length, or 0 (not owned, not STP|ENP, wraps), or
+    ERR_ARG. Writes nothing to ``ram``."""
+    if not _lance_ram_ok(ram, size) or out is None or out_cap < 4096 + _LANCE_FCS:
+        return ERR_ARG
+    a = desc & (size - 1)
+    if a > size - 8:
+        return 0
+    w0, w1, w2 = _W3.unpack_from(ram, a)
+    if not w1 & _LANCE_OWN or w1 & _LANCE_STP_ENP != _LANCE_STP_ENP:
+        return 0
+    n = _lance_bcnt(w2)
+    b = (((w1 & 0xFF) << 16) | w0) & (size - 1)
+    if b + n > size:
+        return 0
+    out[:n] = ram[b:b + n]
+    if add_fcs:
+        out[n:n + _LANCE_FCS] = zlib.crc32(memoryview(out)[:n]).to_bytes(4, "little")
+        n += _LANCE_FCS
+    return w2 << 32 | w1 << 16 | n

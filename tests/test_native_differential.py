@@ -341,3 +341,95 @@ def test_checksum_over_a_megabyte_flushes_its_wide_lanes_correctly():
     data = b"\xff\xfe" * (1 << 19) + b"\x01"  # every lane near its maximum, > 8192 vectors
     expect = oracle.checksum(data, 5)
     on_every_path(lambda: native.checksum(data, 5) == expect or pytest.fail())
+
+
+# --- LANCE descriptor paths (native/SPEC.md "LANCE descriptor paths") ---------------------------
+
+lance_sizes = st.sampled_from([8, 64, 4096, 32768])
+
+
+@st.composite
+def lance_rams(draw):
+    """A power-of-two RAM of random bytes with a descriptor at ``desc`` biased towards owned,
+    single-buffer (STP|ENP) descriptors whose buffers sometimes run past the end."""
+    size = draw(lance_sizes)
+    ram = bytearray(random.Random(draw(st.integers(0, 2**32))).randbytes(size))
+    desc = draw(st.one_of(st.integers(0, 2**24 - 1), st.integers(0, size // 8).map(lambda i: 8 * i)))
+    if draw(st.booleans()) and size >= 8:
+        a = desc & (size - 1)
+        if a <= size - 8:
+            buf = draw(st.integers(0, 2**24 - 1))
+            bcnt = draw(st.one_of(st.integers(0, 4096), st.sampled_from([60, 64, 1518, 1544, 4096])))
+            w1 = 0x8000 | (draw(st.sampled_from([0x0300, 0x0200, 0x0100, 0x0000])) if
+                           draw(st.booleans()) else 0x0300) | (buf >> 16 & 0xFF)
+            w1 |= draw(st.sampled_from([0, 0x4000, 0x5C00, 0x2000]))
+            struct.pack_into(">4H", ram, a, buf & 0xFFFF, w1, (-bcnt) & 0xFFF | 0xF000,
+                             draw(st.integers(0, 0xFFFF)))
+    return size, ram, desc
+
+
+@given(r=lance_rams(), frame=st.one_of(st.binary(max_size=80), st.integers(0, 4200).map(bytes)))
+def test_lance_rx_store_writes_the_same_ram_and_returns_the_same_as_the_oracle(r, frame):
+    size, ram, desc = r
+    py = bytearray(ram)
+    expect = oracle.lance_rx_store(py, size, desc, frame, len(frame))
+    ffi = native.ffi
+    c = bytearray(ram)
+    got = native.lib.a2065_lance_rx_store(ffi.from_buffer(c), size, desc, frame, len(frame))
+    assert got == expect and c == py
+    if expect > 0:  # the frame and its FCS in the buffer, RMD3 = MCNT
+        a = desc & (size - 1)
+        w0, w1, _, _ = struct.unpack_from(">4H", ram, a)  # as read before the store
+        b = ((w1 & 0xFF) << 16 | w0) & (size - 1)
+        assert struct.unpack_from(">3H", py, a + 2) == (
+            (w1 & 0xFF) | 0x0300, struct.unpack_from(">H", ram, a + 4)[0], len(frame) + 4)
+        assert expect == len(frame) + 4
+        if b + expect <= a or b >= a + 8:  # (a buffer over its own RMD is overwritten by it)
+            stored = py[b:b + expect]
+            assert stored[:len(frame)] == frame and zlib.crc32(stored) == 0x2144DF1C
+    else:
+        assert py == ram
+
+
+@given(r=lance_rams(), add_fcs=st.booleans())
+def test_lance_tx_take_copies_the_same_frame_and_returns_the_same_as_the_oracle(r, add_fcs):
+    size, ram, desc = r
+    out_py, out_c = bytearray(4100), bytearray(4100)
+    expect = oracle.lance_tx_take(ram, size, desc, add_fcs, out_py, len(out_py))
+    ffi = native.ffi
+    before = bytes(ram)
+    got = native.lib.a2065_lance_tx_take(ffi.from_buffer(ram), size, desc, add_fcs,
+                                         ffi.from_buffer(out_c), len(out_c))
+    assert got == expect and bytes(ram) == before
+    if expect > 0:
+        n = expect & 0xFFFF
+        assert out_c[:n] == out_py[:n]
+        a = desc & (size - 1)
+        w0, w1, w2, _ = struct.unpack_from(">4H", ram, a)
+        assert expect >> 16 == w2 << 16 | w1
+        b = ((w1 & 0xFF) << 16 | w0) & (size - 1)
+        bcnt = (-w2) & 0xFFF or 4096
+        assert out_c[:bcnt] == ram[b:b + bcnt] and n == bcnt + (4 if add_fcs else 0)
+        if add_fcs:
+            assert zlib.crc32(out_c[:n]) == 0x2144DF1C
+
+
+def test_lance_paths_refuse_bad_arguments_and_store_a_pinned_frame():
+    ffi, lib = native.ffi, native.lib
+    ram = bytearray(32768)
+    out = bytearray(4100)
+    for f, args in ((lib.a2065_lance_rx_store, (ffi.NULL, 32768, 0, b"x" * 60, 60)),
+                    (lib.a2065_lance_rx_store, (ffi.from_buffer(ram), 24576, 0, b"x" * 60, 60)),
+                    (lib.a2065_lance_tx_take, (ffi.from_buffer(ram), 32768, 0, 1,
+                                               ffi.from_buffer(out), 4099))):
+        assert f(*args) == native.ERR_ARG
+    assert oracle.lance_rx_store(ram, 24576, 0, b"x" * 60, 60) == native.ERR_ARG
+    assert oracle.lance_tx_take(ram, 32768, 0, True, out, 4099) == native.ERR_ARG
+    # RMD at 0x18: buffer 0x00B8, OWN, BCNT 1544 (0xF9F8); a 60-byte frame -> MCNT 64
+    struct.pack_into(">4H", ram, 0x18, 0x00B8, 0x8000, 0xF9F8, 0)
+    frame = bytes(range(60))
+    assert lib.a2065_lance_rx_store(ffi.from_buffer(ram), 32768, 0x8018, frame, 60) == 64
+    assert struct.unpack_from(">4H", ram, 0x18) == (0x00B8, 0x0300, 0xF9F8, 64)
+    assert ram[0xB8:0xB8 + 64] == frame + zlib.crc32(frame).to_bytes(4, "little")
+    # not owned any more: nothing written
+    assert lib.a2065_lance_rx_store(ffi.from_buffer(ram), 32768, 0x8018, frame, 60) == 0

@@ -929,3 +929,74 @@ int a2065_fcs_frames(uint8_t *buf, size_t cap, const uint32_t *table, size_t cou
         fcs_store(buf + table[2 * i], table[2 * i + 1]);
     return (int)count;
 }
+
+/* ---------------------------------------------------------------- LANCE descriptor paths --- */
+/* The Am7990 model's per-frame hot paths (lance/chip.py) over the board's buffer RAM; semantics in
+ * native/SPEC.md ("LANCE descriptor paths"). ram[0 .. size), size a power of two; desc is reduced
+ * modulo size. A descriptor is four big-endian 16-bit words; word 1 bit 15 is OWN, bits 7:0 the
+ * buffer address bits 23:16; word 2 holds -BCNT in bits 11:0 (0 = 4096). Nothing is written
+ * unless the whole transfer lies inside ram. */
+
+#define LANCE_OWN 0x8000u
+#define LANCE_ERR 0x4000u
+#define LANCE_STP_ENP 0x0300u
+#define LANCE_FCS 4u
+
+static int lance_ram_ok(const uint8_t *ram, size_t size)
+{
+    return ram != NULL && size >= 8 && (size & (size - 1)) == 0 && size <= ((size_t)1 << 24);
+}
+
+/* BCNT as the chip reads it: the two's complement of word 2's low 12 bits, 0 meaning 4096. */
+static inline uint32_t lance_bcnt(uint32_t w2)
+{
+    uint32_t b = (0u - w2) & 0xFFFu;
+    return b ? b : 4096u;
+}
+
+int a2065_lance_rx_store(uint8_t *ram, size_t size, uint32_t desc, const uint8_t *frame, size_t n)
+{
+    if (!lance_ram_ok(ram, size) || frame == NULL)
+        return A2065_ERR_ARG;
+    size_t a = desc & (size - 1);
+    if (a > size - 8)
+        return 0;
+    uint32_t w0 = get16(ram + a), w1 = get16(ram + a + 2), w2 = get16(ram + a + 4);
+    if (!(w1 & LANCE_OWN))
+        return 0;
+    if (n > 4096 - LANCE_FCS || n + LANCE_FCS > lance_bcnt(w2))
+        return 0;
+    size_t b = (((w1 & 0xFFu) << 16) | w0) & (size - 1);
+    if (b + n + LANCE_FCS > size)
+        return 0;
+    memcpy(ram + b, frame, n);
+    fcs_store(ram + b, n);
+    /* words 1-3 from the values read before the copy (a buffer may overlap its descriptor) */
+    put16(ram + a + 2, (w1 & 0xFFu) | LANCE_STP_ENP);
+    put16(ram + a + 4, w2);
+    put16(ram + a + 6, (uint32_t)(n + LANCE_FCS));
+    return (int)(n + LANCE_FCS);
+}
+
+int64_t a2065_lance_tx_take(const uint8_t *ram, size_t size, uint32_t desc, int add_fcs,
+                            uint8_t *out, size_t out_cap)
+{
+    if (!lance_ram_ok(ram, size) || out == NULL || out_cap < 4096 + LANCE_FCS)
+        return A2065_ERR_ARG;
+    size_t a = desc & (size - 1);
+    if (a > size - 8)
+        return 0;
+    uint32_t w0 = get16(ram + a), w1 = get16(ram + a + 2), w2 = get16(ram + a + 4);
+    if (!(w1 & LANCE_OWN) || (w1 & LANCE_STP_ENP) != LANCE_STP_ENP)
+        return 0;
+    size_t n = lance_bcnt(w2);
+    size_t b = (((w1 & 0xFFu) << 16) | w0) & (size - 1);
+    if (b + n > size)
+        return 0;
+    memcpy(out, ram + b, n);
+    if (add_fcs) {
+        fcs_store(out, n);
+        n += LANCE_FCS;
+    }
+    return (int64_t)w2 << 32 | (int64_t)w1 << 16 | (int64_t)n;
+}

@@ -57,6 +57,20 @@ const char *a2065_impl_info(void);
  * 2 PCLMULQDQ 128-bit. Returns 0, or A2065_ERR_ARG if the CPU lacks a requested feature or a
  * value is unknown (nothing changed). */
 int a2065_set_impl(int checksum_wide, int crc_clmul);
+/* LANCE descriptor paths (native/SPEC.md, "LANCE descriptor paths"): the Am7990 model's per-frame
+ * work over the board RAM ram[0 .. size), size a power of two (8 .. 2^24), desc taken modulo size.
+ * Receive: if the RMD at desc is owned, 8 bytes inside ram, and its buffer holds frame[0 .. n) plus
+ * the FCS (n + 4 <= BCNT, ending inside ram): copy the frame, append crc32 little-endian, write
+ * RMD1 = HADR | STP | ENP, RMD2 as read, RMD3 = n + 4; return n + 4. Else write nothing, return 0
+ * (the caller's general path decides), or A2065_ERR_ARG (NULL pointer, bad size). */
+int a2065_lance_rx_store(uint8_t *ram, size_t size, uint32_t desc, const uint8_t *frame, size_t n);
+
+/* Transmit: if the TMD at desc is owned, 8 bytes inside ram, has STP and ENP, and its BCNT bytes
+ * end inside ram: copy them to out (out_cap >= 4100), append crc32 little-endian if add_fcs, and
+ * return TMD2 << 32 | TMD1 << 16 | length (with the FCS). Else return 0, or A2065_ERR_ARG. Writes
+ * nothing to ram: the caller finishes the TMD after it has sent the frame. */
+int64_t a2065_lance_tx_take(const uint8_t *ram, size_t size, uint32_t desc, int add_fcs,
+                            uint8_t *out, size_t out_cap);
 /* CDEF-END */
 
 #endif
