@@ -132,7 +132,7 @@ class Autoconfig:
 
     UNCONFIGURED, CONFIGURED, SHUT_UP = "unconfigured", "configured", "shut_up"
 
-    def __init__(self, logical_rom: bytes, *, size: int = 0x10000, on_configured=None):
+    def __init__(self, logical_rom: bytes, *, size: int = 0x10000, on_configured=None) -> None:
         self.logical_rom = bytes(logical_rom)
         self.size = size
         self.on_configured = on_configured
@@ -237,7 +237,7 @@ class RamCard:
     """
 
     def __init__(self, size: int = 512 << 10, *, manufacturer: int = 0x07DB, product: int = 1,
-                 serial: int = 0, on_configured=None):
+                 serial: int = 0, on_configured=None) -> None:
         if size not in ERT_SIZE_CODES:
             raise ValueError(f"not a Zorro II size: {size}")
         rom = rom_bytes(er_type=ERT_ZORROII | ERTF_MEMLIST | ERT_SIZE_CODES[size],
@@ -269,14 +269,14 @@ class RamCard:
     def read32(self, offset, *, now=None):
         return (self.read16(offset) << 16) | self.read16(offset + 2)
 
-    def write8(self, offset, value, *, now=None):
+    def write8(self, offset, value, *, now=None) -> None:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             self.ram[offset % self.size] = value & 0xFF
         elif ac.state == ac.UNCONFIGURED:
             ac.write8(offset, value)
 
-    def write16(self, offset, value, *, now=None):
+    def write16(self, offset, value, *, now=None) -> None:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             o = (offset & ~1) % self.size
@@ -285,13 +285,13 @@ class RamCard:
         elif ac.state == ac.UNCONFIGURED:
             ac.write16(offset, value)
 
-    def write32(self, offset, value, *, now=None):
+    def write32(self, offset, value, *, now=None) -> None:
         self.write16(offset, (value >> 16) & 0xFFFF)
         self.write16(offset + 2, value & 0xFFFF)
 
 
 def _then(prev, changed):
-    def irq(level):
+    def irq(level) -> None:
         if prev is not None:
             prev(level)
         changed()
@@ -322,7 +322,7 @@ class ZorroChain:
     write at $E80048 configures one board and its low word lands on the next one, as on the bus).
     """
 
-    def __init__(self, boards=(), *, window: int = E_EXPANSIONBASE):
+    def __init__(self, boards=(), *, window: int = E_EXPANSIONBASE) -> None:
         self.boards = _board_list(boards)
         self.window = window
 
@@ -414,16 +414,16 @@ class ZorroChain:
         hi = self.read16(addr, now=now)
         return (hi << 16) | self.read16(addr + 2, now=now)
 
-    def write8(self, addr, value, *, now=None):
+    def write8(self, addr, value, *, now=None) -> None:
         r = self.route(addr)
         if r:
             r[0].write8(r[1], value, now=now)
 
-    def write16(self, addr, value, *, now=None):
+    def write16(self, addr, value, *, now=None) -> None:
         r = self.route(addr & ~1)
         if r:
             r[0].write16(r[1], value, now=now)
 
-    def write32(self, addr, value, *, now=None):
+    def write32(self, addr, value, *, now=None) -> None:
         self.write16(addr, (value >> 16) & 0xFFFF, now=now)
         self.write16(addr + 2, value & 0xFFFF, now=now)

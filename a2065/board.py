@@ -119,7 +119,7 @@ class A2065:
     def __init__(self, serial: int = 0x00123456, variant: str = "commodore",
                  timing: str = "fast", irq: Optional[Callable[[bool], None]] = None,
                  on_configured: Optional[Callable[[int], None]] = None, *,
-                 transmit=None, strict: bool = False, chip_factory=None):
+                 transmit=None, strict: bool = False, chip_factory=None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
         self.serial = checked_serial(serial)
@@ -314,13 +314,13 @@ class A2065:
         self.write16(offset + 2, value & 0xFFFF)
 
     # -- row handlers (offset already masked; 16-bit handlers get an even offset) -----------
-    def _r8_zero(self, offset):
+    def _r8_zero(self, offset) -> int:
         return 0
 
-    def _r16_zero(self, offset):
+    def _r16_zero(self, offset) -> int:
         return 0
 
-    def _w_ignore(self, offset, value):
+    def _w_ignore(self, offset, value) -> None:
         pass
 
     def _r16_rdp(self, offset):
@@ -329,17 +329,17 @@ class A2065:
     def _r16_rap(self, offset):
         return self.lance.read_rap() & 0xFFFF
 
-    def _w16_rdp(self, offset, value):
+    def _w16_rdp(self, offset, value) -> None:
         self.lance.write_rdp(value)
 
-    def _w16_rap(self, offset, value):
+    def _w16_rap(self, offset, value) -> None:
         self.lance.write_rap(value)
 
     def _r8_register(self, offset):
         word = self._R16[offset >> 1](self, offset & 0xFFFE)
         return (word & 0xFF) if offset & 1 else (word >> 8)
 
-    def _w8_register(self, offset, value):
+    def _w8_register(self, offset, value) -> None:
         self.stats["byte_register_writes"] += 1
         log.debug("byte write $%02X to LANCE register offset $%04X ignored", value, offset)
 
@@ -351,11 +351,11 @@ class A2065:
         ram = self.ram
         return (ram[o] << 8) | ram[o + 1]
 
-    def _w8_ram(self, offset, value):
+    def _w8_ram(self, offset, value) -> None:
         self.ram[offset - RAM_BASE] = value
         self._ram_written()
 
-    def _w16_ram(self, offset, value):
+    def _w16_ram(self, offset, value) -> None:
         o = offset - RAM_BASE
         self.ram[o] = value >> 8
         self.ram[o + 1] = value & 0xFF

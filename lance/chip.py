@@ -144,7 +144,7 @@ _FCS_BYTES = struct.Struct("<I").pack
 class Am7990:
     """The LANCE. See docs/architecture.md (lance contract) for the public API."""
 
-    def __init__(self, dma, *, irq=None, transmit=None, timing="fast", name="lance"):
+    def __init__(self, dma, *, irq=None, transmit=None, timing: str="fast", name: str="lance") -> None:
         if timing not in ("fast", "wire"):
             raise ValueError(f"timing must be 'fast' or 'wire', not {timing!r}")
         self.irq = irq

@@ -32,7 +32,7 @@ class RamDma:
 
     __slots__ = ("ram", "mask", "size")
 
-    def __init__(self, ram: bytearray, mask: int = 0x7FFF):
+    def __init__(self, ram: bytearray, mask: int = 0x7FFF) -> None:
         if not isinstance(ram, bytearray):
             raise TypeError("RamDma needs a bytearray")
         if len(ram) == 0:
@@ -94,13 +94,13 @@ class GenericDma:
 
     __slots__ = ("port",)
 
-    def __init__(self, port):
+    def __init__(self, port) -> None:
         self.port = port
 
     def read16(self, addr):
         return self.port.read16(addr & 0xFFFFFF) & 0xFFFF
 
-    def write16(self, addr, value):
+    def write16(self, addr, value) -> None:
         self.port.write16(addr & 0xFFFFFF, value & 0xFFFF)
 
     def read_desc(self, addr):
@@ -109,5 +109,5 @@ class GenericDma:
     def read(self, addr, length):
         return bytes(self.port.read(addr & 0xFFFFFF, length))
 
-    def write(self, addr, data):
+    def write(self, addr, data) -> None:
         self.port.write(addr & 0xFFFFFF, bytes(data))

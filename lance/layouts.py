@@ -113,7 +113,7 @@ def decode_init(data) -> dict:
     }
 
 
-def encode_init(*, mode=0, padr=b"\0" * 6, ladrf=0, rdra=0, rlen=1, tdra=0, tlen=1) -> bytes:
+def encode_init(*, mode: int=0, padr=b"\0" * 6, ladrf: int=0, rdra: int=0, rlen: int=1, tdra: int=0, tlen: int=1) -> bytes:
     """Build a 24-byte init block (rlen/tlen are entry counts, powers of two 1..128)."""
     padr = bytes(padr)
     rl = max(0, min(7, int(rlen).bit_length() - 1))

@@ -20,8 +20,8 @@ _W = struct.Struct(">H")
 class Rig:
     """RAM + chip. Ring layout: init block at ``iadr``, RX ring, TX ring, RX buffers, TX buffers."""
 
-    def __init__(self, timing="fast", *, mode=0, padr=MAC, ladrf=0, rlen=4, tlen=4,
-                 rx_buf=1544, tx_buf=1544, bswp=True, iadr=0x8000, transmit=True, link=True):
+    def __init__(self, timing: str="fast", *, mode: int=0, padr=MAC, ladrf: int=0, rlen: int=4, tlen: int=4,
+                 rx_buf: int=1544, tx_buf: int=1544, bswp=True, iadr: int=0x8000, transmit=True, link=True) -> None:
         self.ram = bytearray(32768)
         self.dma = RamDma(self.ram, 0x7FFF)
         self.irq_edges = []
@@ -90,7 +90,7 @@ class Rig:
             self.w16(a + 4, 0xF000)
             self.w16(a + 6, 0)
 
-    def set_rmd(self, i, *, own=True, length=None, buf=None):
+    def set_rmd(self, i, *, own=True, length=None, buf=None) -> None:
         b = self.rx_bufs[i] if buf is None else buf
         a = self.rdra + 8 * i
         self.w16(a, b & 0xFFFF)
@@ -150,7 +150,7 @@ class Rig:
         self.ram[self.off(a + 2)] = 0x80
 
 
-def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype=0x0800, payload=b"",
+def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype: int=0x0800, payload: bytes=b"",
           length=None) -> bytes:
     """An Ethernet frame without FCS; ``length`` pads/truncates the payload to that total."""
     f = bytes(dst) + bytes(src) + ethertype.to_bytes(2, "big") + bytes(payload)
@@ -174,10 +174,10 @@ def running(**kw) -> Rig:
 class RecordingDma(RamDma):
     """RamDma that logs every 16-bit write as (RAM offset, value), for write-order tests."""
 
-    def __init__(self, ram, log):
+    def __init__(self, ram, log) -> None:
         super().__init__(ram)
         self.log = log
 
-    def write16(self, addr, value):
+    def write16(self, addr, value) -> None:
         self.log.append((addr & 0x7FFF, value))
         super().write16(addr, value)

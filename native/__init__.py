@@ -215,10 +215,10 @@ class Segmenter:
     thread-safe.
     """
 
-    def __init__(self, out_cap: int = _OUT_START, table_cap: int = _TABLE_START):
+    def __init__(self, out_cap: int = _OUT_START, table_cap: int = _TABLE_START) -> None:
         self._alloc(out_cap, table_cap)
 
-    def _alloc(self, out_cap, table_cap):
+    def _alloc(self, out_cap, table_cap) -> None:
         self.out_cap = out_cap
         self.table_cap = table_cap
         self.out = bytearray(out_cap)
@@ -232,7 +232,7 @@ class Segmenter:
 
             self.table = memoryview(array.array("I", bytes(8 * table_cap))).cast("B").cast("I")
 
-    def run(self, frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
+    def run(self, frame, *, gso_size: int=0, mss: int=0, csum=CSUM_NONE, csum_start: int=0, csum_offset: int=0,
             append_fcs=False) -> int:
         if lib is not None:
             if type(frame) is bytes:
@@ -296,7 +296,7 @@ def _segmenter() -> Segmenter:
     return s
 
 
-def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
+def segment(frame, *, gso_size: int=0, mss: int=0, csum=CSUM_NONE, csum_start: int=0, csum_offset: int=0,
             append_fcs=False) -> list:
     """native/SPEC.md: the wire frames a captured (super-)frame stands for, or a SegmentError."""
     if lib is None:
@@ -319,8 +319,8 @@ def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offs
                 s._alloc(s.out_cap, s.table_cap * 4)
 
 
-def segment_into(frame, out, table, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0,
-                 csum_offset=0, append_fcs=False) -> int:
+def segment_into(frame, out, table, *, gso_size: int=0, mss: int=0, csum=CSUM_NONE, csum_start: int=0,
+                 csum_offset: int=0, append_fcs=False) -> int:
     """segment() into caller buffers: ``out`` (writable bytes-like) and ``table`` (writable buffer of
     uint32 (offset, length) pairs, e.g. ``array.array("I", ...)``). Returns the frame count.
 

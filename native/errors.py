@@ -27,7 +27,7 @@ class SegmentError(ValueError):
     code = 0
     reason = "segmentation error"
 
-    def __init__(self, detail=None):
+    def __init__(self, detail=None) -> None:
         self.detail = detail
         super().__init__(f"{self.reason} ({self.code})" + (f": {detail}" if detail else ""))
 

@@ -409,7 +409,7 @@ def _check_args(frame_len, gso_size, mss, csum, csum_start, csum_offset):
             raise ArgError(f"{name} out of range")
 
 
-def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
+def segment(frame, *, gso_size: int=0, mss: int=0, csum=CSUM_NONE, csum_start: int=0, csum_offset: int=0,
             append_fcs=False, out_cap=None, table_cap=None) -> list:
     """SPEC: turn one captured frame into the wire frames it stands for.
 

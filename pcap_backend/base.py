@@ -168,7 +168,7 @@ class ChipPort(Protocol):
     def padr(self) -> bytes:
         """The physical address (6 bytes) the last INIT loaded; all zero before the first."""
 
-    def receive(self, frame, *, has_fcs: bool = False):
+    def receive(self, frame, *, has_fcs: bool = False) -> None:
         """Offer one frame from the wire at ``now``; returns a status whose ``name`` is ACCEPTED,
         FILTERED, MISSED, RX_OFF, BUSY, TOO_LONG or RUNT. The chip copies what it keeps: the
         caller may reuse the frame's buffer once this returns."""
@@ -210,7 +210,7 @@ class CaptureFormatError(BackendError, ValueError):
 class Conditions:
     """Log a condition once when it starts and once when it clears; count every occurrence."""
 
-    def __init__(self, log: logging.Logger):
+    def __init__(self, log: logging.Logger) -> None:
         self.log = log
         self.active: dict[str, int] = {}
 
@@ -236,7 +236,7 @@ class Backend(abc.ABC):
 
     name = "backend"
 
-    def __init__(self, name: Optional[str] = None):
+    def __init__(self, name: Optional[str] = None) -> None:
         if name is not None:
             self.name = name
         self.log = logging.getLogger(f"a2065.backend.{self.name}")
@@ -284,7 +284,7 @@ class Backend(abc.ABC):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> bool:
         self.close()
         return False
 

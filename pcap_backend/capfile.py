@@ -61,7 +61,7 @@ OPT_IF_NAME, OPT_SHB_USERAPPL, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 2, 4, 9, 14
 class CaptureTruncated(CaptureFormatError):
     """The file ends inside a block or record: everything before `offset` was read intact."""
 
-    def __init__(self, message: str, offset: int, packets: int):
+    def __init__(self, message: str, offset: int, packets: int) -> None:
         super().__init__(f"truncated capture: {message}; cut at byte offset {offset:,}, after "
                          f"{packets:,} intact packet{'s' if packets != 1 else ''}")
         self.offset = offset
@@ -169,7 +169,7 @@ def _check_link(iface_id: int, link_type: int) -> None:
 class _Reader:
     """Position bookkeeping shared by both formats: where we are, how many packets so far."""
 
-    def __init__(self, f, size: Optional[int], max_block: int):
+    def __init__(self, f, size: Optional[int], max_block: int) -> None:
         self.f, self.size, self.max_block = f, size, max_block
         self.pos = 0
         self.packets = 0

@@ -46,7 +46,7 @@ class GenericAdapter:
 
     def __init__(self, boards: Iterable, *, cpu_hz: int, start_cycles: int = 0,
                  on_irq: Optional[Callable[[int], None]] = None,
-                 on_map: Optional[Callable[[int, int], None]] = None):
+                 on_map: Optional[Callable[[int, int], None]] = None) -> None:
         if int(cpu_hz) <= 0:
             raise ValueError("cpu_hz must be positive")
         self.cpu_hz = int(cpu_hz)
@@ -64,14 +64,14 @@ class GenericAdapter:
 
     # -- wiring ------------------------------------------------------------------------------
     def _wrap_configured(self, board, prev):
-        def configured(base):
+        def configured(base) -> None:
             if prev is not None:
                 prev(base)
             if self.on_map is not None:
                 self.on_map(base, board.autoconfig.size)
         return configured
 
-    def _irq_changed(self):
+    def _irq_changed(self) -> None:
         level = self.irq_level()
         if level != self._level:
             self._level = level

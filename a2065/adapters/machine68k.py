@@ -70,7 +70,7 @@ class Machine68kHost:
 
     def __init__(self, boards: Iterable = (), *, ram_kib: int = 64, cpu_hz: int = PAL_HZ,
                  max_slice_cycles: int = 50_000, bus_errors: bool = True,
-                 strict_bus: bool = False, cpu_type: str = "68000"):
+                 strict_bus: bool = False, cpu_type: str = "68000") -> None:
         global _IN_USE
         if _IN_USE:
             raise RuntimeError("machine68k keeps one CPU per process: run each machine in its "
@@ -134,7 +134,7 @@ class Machine68kHost:
         """68000 RESET: reload SSP/PC from $0/$4 (the chain is not reset: call chain.reset())."""
         self.cpu.pulse_reset()
 
-    def _reset_instruction(self, *_):
+    def _reset_instruction(self, *_) -> None:
         """The 68000 RESET instruction drives the bus reset line: every board goes back to
         unconfigured (ref: HRM, reference section 2). Pages stay registered (no unmap); their
         handlers fall back to the chain's routing, so the old base reads as open bus."""
@@ -246,7 +246,7 @@ class Machine68kHost:
 
     # ------------------------------------------------------------------ mapping
     def _wrap_configured(self, board, prev):
-        def configured(base):
+        def configured(base) -> None:
             if prev is not None:
                 prev(base)
             self._map_board(board)
@@ -280,7 +280,7 @@ class Machine68kHost:
                 return b, addr - ac.base
         return self.chain, addr
 
-    def _touch(self, t):
+    def _touch(self, t) -> None:
         if self._irq_pending_rise is not None:
             self.irq_latencies_ns.append(t - self._irq_pending_rise)
             self._irq_pending_rise = None
@@ -307,7 +307,7 @@ class Machine68kHost:
         target = self._target
         now_ns = self.now_ns
 
-        def touch():  # IRQ latency probe: first card access after a rising edge
+        def touch() -> None:  # IRQ latency probe: first card access after a rising edge
             if self._irq_pending_rise is not None:
                 self._touch(now_ns())
 
@@ -344,7 +344,7 @@ class Machine68kHost:
                 keep(e)
                 return 0xFFFFFFFF
 
-        def w8(addr, value):
+        def w8(addr, value) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -355,7 +355,7 @@ class Machine68kHost:
             except BaseException as e:
                 keep(e)
 
-        def w16(addr, value):
+        def w16(addr, value) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -366,7 +366,7 @@ class Machine68kHost:
             except BaseException as e:
                 keep(e)
 
-        def w32(addr, value):
+        def w32(addr, value) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -383,7 +383,7 @@ class Machine68kHost:
         return r8, r16, r32, w8, w16, w32
 
     # ------------------------------------------------------------------ bus errors
-    def _invalid(self, mode, width, addr):
+    def _invalid(self, mode, width, addr) -> None:
         write = mode in ("W", "w", ord("W"), b"W")
         self.invalid_accesses.append((self.now_ns(), "W" if write else "R", width, addr))
         if self.strict_bus:

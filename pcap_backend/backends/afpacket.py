@@ -55,7 +55,7 @@ class AfPacket(Backend):
 
     def __init__(self, ifname: str, *, vnet_hdr: bool = True, auxdata: bool = True,
                  skip_outgoing: bool = True, rcvbuf: int = 8 << 20, bufsize: int = DEFAULT_BUFFER,
-                 reopen_interval: float = 0.5, name: Optional[str] = None):
+                 reopen_interval: float = 0.5, name: Optional[str] = None) -> None:
         super().__init__(name or f"afpacket.{ifname}")
         _util.check_ifname(ifname)
         self.ifname = ifname

@@ -39,7 +39,7 @@ def serialisation_ns_ceil(frame_len: int, bit_rate: int) -> int:
 class CableEnd(Backend):
     name = "cable"
 
-    def __init__(self, cable: "VirtualCable", side: str, seed: int):
+    def __init__(self, cable: "VirtualCable", side: str, seed: int) -> None:
         super().__init__(f"cable.{side}")
         self.cable = cable
         self.side = side
@@ -118,7 +118,7 @@ class VirtualCable:
     """Two `CableEnd`s; create with `VirtualCable.pair(...)`."""
 
     def __init__(self, bit_rate: Optional[int] = 10_000_000, delay_ns: int = 0, loss: float = 0.0,
-                 seed: int = 0, queue_frames: int = 1024):
+                 seed: int = 0, queue_frames: int = 1024) -> None:
         if bit_rate is not None and bit_rate <= 0:
             raise ValueError("bit_rate must be positive or None")
         if delay_ns < 0:

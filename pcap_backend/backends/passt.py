@@ -95,7 +95,7 @@ class Passt(Backend):
                  runas: Optional[str] = None, netns: Optional[str] = None,
                  passt: str = "passt", extra_args: Sequence[str] = (), start_timeout: float = 10.0,
                  out_buffer: int = 4 << 20, trim_padding: bool = True,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None) -> None:
         super().__init__(name)
         self.trim_padding = trim_padding
         self.padding_trimmed = 0

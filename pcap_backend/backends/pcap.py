@@ -82,7 +82,7 @@ class Pcap(Backend):
 
     def __init__(self, ifname: str, *, snaplen: int = 262144, promisc: bool = True,
                  buffer_size: int = 8 << 20, direction_in: bool = True, library=LIBRARY_NAMES,
-                 reopen_interval: float = 0.5, name: Optional[str] = None):
+                 reopen_interval: float = 0.5, name: Optional[str] = None) -> None:
         super().__init__(name or f"pcap.{ifname}")
         _util.check_ifname(ifname)
         if snaplen < 262144:
@@ -326,7 +326,7 @@ class Pcap(Backend):
                 self._ns = None
         super().close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

@@ -43,7 +43,7 @@ class CaptureReplay(Backend):
     def __init__(self, source, *, timing: str = "recorded", start_ns: int = 0,
                  peer: Optional[Backend] = None, directions=None, strict: bool = True,
                  max_block: int = DEFAULT_MAX_BLOCK, as_fast: bool = False,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None) -> None:
         super().__init__(name)
         if as_fast:
             timing = "asap"
@@ -198,7 +198,7 @@ class PcapngRecorder(Backend):
                  flush_bytes: int = 256 * 1024, snaplen: int = SNAPLEN,
                  if_name: str = "a2065", name: Optional[str] = None,
                  application: str = "a2065 pcap_backend", comment: Optional[str] = None,
-                 ts_offset_ns: int = 0, flush_interval: Optional[float] = None):
+                 ts_offset_ns: int = 0, flush_interval: Optional[float] = None) -> None:
         super().__init__(name)
         if flush not in ("poll", "packet"):
             raise ValueError("flush must be 'poll' or 'packet'")
@@ -360,7 +360,7 @@ class PcapngTee(PcapngRecorder):
     name = "pcapng.tee"
 
     def __init__(self, path, *, if_name: str = "a2065", comment: Optional[str] = None,
-                 flush_bytes: int = 8192, ts_offset_ns: int = 0, flush_interval: float = 0.5):
+                 flush_bytes: int = 8192, ts_offset_ns: int = 0, flush_interval: float = 0.5) -> None:
         self.path = str(path)
         self.frames = 0
         self.bytes = 0

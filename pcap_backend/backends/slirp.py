@@ -143,7 +143,7 @@ def _in_addr(ffi, dotted: str):
 class _Timer:
     __slots__ = ("cb", "cb_opaque", "timer_id", "expire_ms", "gen", "freed")
 
-    def __init__(self, cb, cb_opaque, timer_id=None):
+    def __init__(self, cb, cb_opaque, timer_id=None) -> None:
         self.cb, self.cb_opaque, self.timer_id = cb, cb_opaque, timer_id
         self.expire_ms = None
         self.gen = 0
@@ -161,7 +161,7 @@ class Slirp(Backend):
                  restricted: bool = False, disable_host_loopback: bool = False,
                  hostname: Optional[str] = None, mtu: int = 1500,
                  hostfwd: Sequence = (), clock: Optional[Callable[[], int]] = None,
-                 max_queue: int = 4096, library=LIBRARY_NAMES, name: Optional[str] = None):
+                 max_queue: int = 4096, library=LIBRARY_NAMES, name: Optional[str] = None) -> None:
         super().__init__(name)
         self.ffi, self.lib, self._libc, self.version = ffi, lib, libc, version = load_libslirp(library)
         self._clock = clock or time.monotonic_ns
@@ -251,7 +251,7 @@ class Slirp(Backend):
                       version, self.config_version, host, dhcp_start)
 
     # -- callbacks (called by libslirp from inside our own calls) ------------------------------------
-    def _callback_error(self, exc_type, exc, tb):
+    def _callback_error(self, exc_type, exc, tb) -> None:
         if self._callback_exc is None:
             self._callback_exc = exc
         self.log.error("%s: exception in a libslirp callback: %r", self.name, exc)
@@ -266,7 +266,7 @@ class Slirp(Backend):
         self._queue.append(frame)
         return n
 
-    def _cb_guest_error(self, msg, _opaque):
+    def _cb_guest_error(self, msg, _opaque) -> None:
         self.guest_errors += 1
         text = self.ffi.string(msg).decode(errors="replace")
         self.conditions.hit("guest_error:" + text[:60], "%s: libslirp reports a guest error: %s",
@@ -283,12 +283,12 @@ class Slirp(Backend):
     def _cb_timer_new_opaque(self, timer_id, cb_opaque, _opaque):
         return self._new_timer(_Timer(None, cb_opaque, int(timer_id)))
 
-    def _cb_timer_free(self, handle, _opaque):
+    def _cb_timer_free(self, handle, _opaque) -> None:
         t = self._timers.pop(int(self.ffi.cast("uintptr_t", handle)), None)
         if t is not None:
             t.freed = True
 
-    def _cb_timer_mod(self, handle, expire_ms, _opaque):
+    def _cb_timer_mod(self, handle, expire_ms, _opaque) -> None:
         tid = int(self.ffi.cast("uintptr_t", handle))
         t = self._timers.get(tid)
         if t is None:
@@ -297,10 +297,10 @@ class Slirp(Backend):
         t.expire_ms = expire_ms
         heapq.heappush(self._heap, (expire_ms, tid, t.gen))
 
-    def _cb_register(self, fd, _opaque):
+    def _cb_register(self, fd, _opaque) -> None:
         self.poll_fd_registrations += 1
 
-    def _cb_unregister(self, fd, _opaque):
+    def _cb_unregister(self, fd, _opaque) -> None:
         self.poll_fd_registrations -= 1
 
     def _sync_epoll(self, fds) -> None:
@@ -318,7 +318,7 @@ class Slirp(Backend):
                 want.discard(fd)
         self._registered = want
 
-    def _cb_notify(self, _opaque):
+    def _cb_notify(self, _opaque) -> None:
         self._need_poll = True
 
     def _cb_add_poll(self, fd, events, _opaque):
@@ -461,7 +461,7 @@ class Slirp(Backend):
         self._epoll.close()
         self._queue = []
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

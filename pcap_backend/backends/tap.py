@@ -34,7 +34,7 @@ class Tap(Backend):
     name = "tap"
 
     def __init__(self, ifname: str = "a2065tap%d", *, vnet_hdr: bool = False, offload: bool = False,
-                 create: bool = True, bufsize: int = 262144, name: Optional[str] = None):
+                 create: bool = True, bufsize: int = 262144, name: Optional[str] = None) -> None:
         _util.check_ifname(ifname.replace("%d", "0"))
         super().__init__(name or f"tap.{ifname}")
         if offload and not vnet_hdr:

@@ -220,7 +220,7 @@ class Vde(Backend):
 
     def __init__(self, switch: str, *, port: int = 0, description: str = "a2065",
                  reconnect: bool = False, reconnect_interval: float = 0.5,
-                 out_queue: int = 256, library=LIBRARY_NAMES, name: Optional[str] = None):
+                 out_queue: int = 256, library=LIBRARY_NAMES, name: Optional[str] = None) -> None:
         url = parse_url(switch)
         if name is None:
             if url.plugin == "vde":
@@ -501,7 +501,7 @@ class Vde(Backend):
             self._epoll.close()
         super().close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

@@ -74,7 +74,7 @@ class Bridge:
                  queue_bytes: int = 2 * 1024 * 1024, mac: Optional[bytes] = None, recorder=None,
                  backpressure: Optional[bool] = None, mss_table_size: int = 256,
                  poll_limit: int = 64, csum_detect: bool = True, attach: bool = True,
-                 segment=None):
+                 segment=None) -> None:
         self.chip = chip  # a ChipPort, else TypeError (naming card.lance for a board)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")

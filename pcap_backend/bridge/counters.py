@@ -27,7 +27,7 @@ class Counters:
 
     __slots__ = COUNTER_NAMES + ("dropped",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         for name in COUNTER_NAMES:
             setattr(self, name, 0)
         self.dropped: dict = {}

@@ -26,7 +26,7 @@ _REASONS = {"FILTERED": "filtered", "MISSED": "missed", "RX_OFF": "rx_off",
 
 class Delivery:
     def __init__(self, chip, queue: FrameQueue, counters: Counters, *, lossless: bool, wire: bool,
-                 once):
+                 once) -> None:
         self.chip = chip
         self.queue = queue
         self.lossless = lossless

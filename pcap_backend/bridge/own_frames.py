@@ -17,7 +17,7 @@ class OwnFrames:
     """The card's MAC: `mac` when given, else the chip's PADR once INIT loaded one, else the
     source MAC of the first frame the card sends (`learn_from_transmit`)."""
 
-    def __init__(self, chip, mac: Optional[bytes]):
+    def __init__(self, chip, mac: Optional[bytes]) -> None:
         self.chip = chip
         self.mac = bytes(mac) if mac is not None else None
 

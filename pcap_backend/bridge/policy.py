@@ -65,7 +65,7 @@ class MssTable:
     travelling *towards* the SYN's sender.
     """
 
-    def __init__(self, size: int, counters: Counters):
+    def __init__(self, size: int, counters: Counters) -> None:
         if size < 1:
             raise ValueError("mss_table_size must be >= 1")
         self._t: "collections.OrderedDict" = collections.OrderedDict()
@@ -151,7 +151,7 @@ class Segmentation:
     OUT_CAP = 128 * 1024
     TABLE_CAP = 512
 
-    def __init__(self, segment=None, pool_size: int = 16):
+    def __init__(self, segment=None, pool_size: int = 16) -> None:
         self.segment = segment or _segment_function()
         self._pool: "collections.deque" = collections.deque()
         self._pool_size = pool_size if segment is None and _has_segmenter() else 0
@@ -220,7 +220,7 @@ class ReceivePolicy:
     """
 
     def __init__(self, policy: str, counters: Counters, mss: MssTable, *, csum_detect: bool,
-                 segment=None, pool_size: int = 16, once):
+                 segment=None, pool_size: int = 16, once) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         self.policy = policy

@@ -26,7 +26,7 @@ class FrameQueue:
     refused whole because its last segments do not fit.
     """
 
-    def __init__(self, limit_frames: int, limit_bytes: int, counters: Counters):
+    def __init__(self, limit_frames: int, limit_bytes: int, counters: Counters) -> None:
         self.limit_frames = limit_frames
         self.limit_bytes = limit_bytes
         self.frames: "collections.deque" = collections.deque()
