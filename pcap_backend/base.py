@@ -80,7 +80,7 @@ class PacketMeta(NamedTuple):
     csum_valid: bool = False
 
     @classmethod
-    def from_vnet_hdr(cls, hdr: bytes) -> "PacketMeta":
+    def from_vnet_hdr(cls, hdr: BytesLike) -> "PacketMeta":
         """Parse the first 10 bytes of `hdr` as a virtio_net_hdr (ValueError if shorter)."""
         if len(hdr) < VNET_HDR_LEN:
             raise ValueError(f"virtio_net_hdr needs {VNET_HDR_LEN} bytes, got {len(hdr)}")

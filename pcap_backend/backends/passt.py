@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..base import Backend, BackendError, BackendUnavailable, Packet
 from .usermode import PeerGone, PeerUnreachable
@@ -293,7 +293,7 @@ class Passt(Backend):
         self._tx_ok(frame)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         out: list = []
         if self.closed or self._sock is None:
             return out
@@ -343,7 +343,7 @@ class Passt(Backend):
             del buf[:pos]
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(pid=self.pid if self._proc else None, child_running=self.child_running,
                  exit_status=self.exit_status, error=str(self.error) if self.error else None,

@@ -22,7 +22,7 @@ import os
 import select
 import socket
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..base import (Backend, BackendError, NoSuchInterface, Packet,
                     PermissionDenied)
@@ -250,7 +250,7 @@ class Pcap(Backend):
         self.log.info("%s: interface %s is back (ifindex %s): reopened", self.name, self.ifname,
                       self._ifindex)
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         out = []
         if self.closed:
             return out
@@ -302,7 +302,7 @@ class Pcap(Backend):
         self._tx_ok(frame)
         return True
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         self._read_stats()
         s = super().stats()
         s.update(ifname=self.ifname, if_drops=self.if_drops, rx_truncated=self.rx_truncated,

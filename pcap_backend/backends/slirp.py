@@ -39,7 +39,7 @@ import itertools
 import select
 import socket
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ..base import Backend, BackendError, Packet
 from . import _util
@@ -404,7 +404,7 @@ class Slirp(Backend):
         self._tx_ok(frame)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         if self.closed:
             return []
         self._run_timers()
@@ -442,7 +442,7 @@ class Slirp(Backend):
         finally:
             self._libc.free(p)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(libslirp=self.version, config_version=self.config_version,
                  queued=len(self._queue), rx_dropped=dict(self.rx_dropped),

@@ -45,7 +45,7 @@ import os
 import re
 import select
 import time
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from ..base import Backend, BackendError, BackendUnavailable, Packet
 from . import _util
@@ -428,7 +428,7 @@ class Vde(Backend):
         self._watch_writable(True)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         out: list = []
         if self.closed:
             return out
@@ -482,7 +482,7 @@ class Vde(Backend):
             self._check_ctl()
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(switch=self.switch, plugin=self.plugin, reconnects=self.reconnects,
                  rx_errors=dict(self.rx_errors), rx_plugin_skipped=self.rx_plugin_skipped,
