@@ -198,7 +198,7 @@ class Segmentation:
             shared = self._shared
             try:
                 self.copied += 1
-                copied: list[bytes] = shared.take(shared.run(frame, gso_size=gso, mss=mss,
+                copied: list[memoryview] = shared.take(shared.run(frame, gso_size=gso, mss=mss,
                                                              csum=csum, csum_start=cs,
                                                              csum_offset=co))
                 return copied
