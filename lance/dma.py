@@ -24,6 +24,14 @@ class DmaPort(Protocol):
     def write(self, addr: int, data: BytesLike) -> None: ...
 
 
+@runtime_checkable
+class DescriptorDma(DmaPort, Protocol):
+    """A DmaPort that also reads a descriptor's four words at once: what the chip keeps (a port
+    without ``read_desc`` is wrapped in `GenericDma`)."""
+
+    def read_desc(self, addr: int) -> tuple[int, ...]: ...
+
+
 class RamDma:
     """DMA into ``ram`` (a bytearray) at ``addr & mask``; accesses wrap at the mask.
 

@@ -45,8 +45,8 @@ def _accept_all(dst: BytesLike) -> bool:
     return True
 
 
-def address_filter(padr: BytesLike, ladrf: int, prom: bool) -> AddressFilter:
-    """The receiver's filter for one PADR/LADRF/PROM setting: a function ``accepts(dst)`` that
+def address_filter(padr: BytesLike, ladrf: int, prom: int) -> AddressFilter:
+    """The receiver's filter for one PADR/LADRF/PROM (any true value: MODE & PROM) setting: a function ``accepts(dst)`` that
     is True if a frame whose destination address is ``dst`` (exactly 6 bytes: bytes, or a
     read-only memoryview) is taken. Callers with a shorter destination refuse it themselves
     (``accepts`` below)."""
