@@ -188,3 +188,24 @@ class RecordingDma(RamDma):
     def write16(self, addr: int, value: int) -> None:
         self.log.append((addr & 0x7FFF, value))
         super().write16(addr, value)
+
+
+def trace_registers(chip: Am7990, log: list) -> None:
+    """Log every RAP/RDP access made through `chip` from now on: ("rap", value), ("w", value),
+    ("r", value). The driver-sequence tests and the 68000 runners compare such traces with the
+    sequences the reference gives for the Linux and NetBSD drivers."""
+    w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
+
+    def write_rap(v: int) -> None:
+        log.append(("rap", v & 0xFFFF))
+        w_rap(v)
+
+    def write_rdp(v: int) -> None:
+        log.append(("w", v & 0xFFFF))
+        w_rdp(v)
+
+    def read_rdp() -> int:
+        v = r_rdp()
+        log.append(("r", v & 0xFFFF))
+        return v
+    chip.write_rap, chip.write_rdp, chip.read_rdp = write_rap, write_rdp, read_rdp  # type: ignore[method-assign]

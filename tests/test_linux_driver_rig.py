@@ -3,38 +3,14 @@ guest namespace sits on the driver (netif_rx -> TAP, TAP -> ndo_start_xmit), the
 the far side of the bridge. Each experiment runs in its own process (one machine68k CPU each).
 Goodput is measured by bench/linux_driver.py, not asserted here.
 """
-import shutil
-
 import pytest
 
-from conftest import require_package, requires_package, which, importable  # noqa: E402
+# the same requirements and the same built driver as the scenario tests (one definition there)
+from test_linux_driver import driver_image, pytestmark as _driver_marks  # noqa: F401
 
-pytestmark = [
-    requires_package("machine68k", importable("machine68k"), "the 68000 CPU core"),
-    requires_package("gcc-m68k-linux-gnu", which("m68k-linux-gnu-gcc"), "compiles the driver"),
-    requires_package("binutils-m68k-linux-gnu", which("m68k-linux-gnu-objcopy")),
-]
-
-from a2065.drivers import linux as L  # noqa: E402
 from a2065.drivers.linux.live import run_rig_scenario  # noqa: E402
 
-
-def _source_present() -> bool:
-    try:
-        L.source_tarball()
-    except L.SourceMissing:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module", autouse=True)
-def driver_image():
-    """The driver built from the installed linux-source-6.1 (skips naming it when missing)."""
-    require_package("linux-source-6.1", _source_present, "the real a2065.c, extracted at test time")
-    return L.build()
-
-
-pytestmark.append(pytest.mark.root)
+pytestmark = [*_driver_marks, pytest.mark.root]
 
 FAST_CPU_HZ = 70_937_900     # ten times a PAL 68000: the CPU is not the limit
 PAL_HZ = 7_093_790

@@ -48,6 +48,7 @@ import pytest  # noqa: E402
 from test_usermode_rig import CardPump  # noqa: E402
 
 from pcap_backend.base import BackendUnavailable  # noqa: E402
+from a2065.rig.events import EventChild  # noqa: E402
 from a2065.rig.guest import start_switch, stop_switch as stop  # noqa: E402
 from conftest import library_loads, require_package, requires_package, which  # noqa: E402
 
@@ -283,77 +284,14 @@ def run_card(switch: str, tap_name: str, serial: int, seconds: float = 180.0) ->
     say(event="final", stats=st)
 
 
-class CardProcess:
-    """A `run_card` child inside namespace `ns`; its JSON events are collected by a thread."""
+class CardProcess(EventChild):
+    """A `run_card` child inside namespace `ns`, reporting JSON events."""
 
     def __init__(self, ns: str, switch: str, tap: str, serial: int, tmp: str):
-        import threading
         self.ns, self.tap, self.serial, self.mac = ns, tap, serial, card_mac(serial)
-        self.events: list = []
-        self._cv = threading.Condition()
-        self.err_path = os.path.join(tmp, f"card-{serial:06x}.stderr")
-        self._err = open(self.err_path, "w")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "card", switch,
-             tap, hex(serial)], stdout=subprocess.PIPE, stderr=self._err, text=True, cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=ROOT))
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        import json
-        for line in self.proc.stdout:
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            with self._cv:
-                self.events.append(doc)
-                self._cv.notify_all()
-        with self._cv:
-            self.events.append({"event": "exit"})
-            self._cv.notify_all()
-
-    def stderr(self) -> str:
-        self._err.flush()
-        with open(self.err_path) as f:
-            return f.read()[-3000:]
-
-    def wait_event(self, name: str, timeout: float = 15.0, after: int = 0) -> dict:
-        """The first `name` event with index >= after (AssertionError naming the child's stderr
-        if it does not come, or if the child exits first)."""
-        end = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for ev in self.events[after:]:
-                    if ev.get("event") == name:
-                        return ev
-                    if ev.get("event") == "exit":
-                        raise AssertionError(f"card {self.serial:06x} exited "
-                                             f"({self.proc.poll()}): {self.stderr()}")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"card {self.serial:06x}: no {name} event in {timeout} s; "
-                                         f"events {self.events}; stderr {self.stderr()}")
-                self._cv.wait(left)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def finish(self, timeout: float = 15.0) -> dict:
-        """SIGTERM: the loop ends its turn, prints the final counters and closes everything."""
-        if self.alive():
-            self.proc.terminate()
-        st = self.wait_event("final", timeout)["stats"]
-        self.proc.wait(timeout)
-        return st
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-        self._err.close()
+        super().__init__(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
+                          "card", switch, tap, hex(serial)],
+                         os.path.join(tmp, f"card-{serial:06x}.stderr"), f"card {serial:06x}")
 
 
 def plug_tap(ns: str, switch_dir: str, tap: str) -> subprocess.Popen:

@@ -31,9 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
-import fcntl
 import hashlib
 import itertools
 import json

@@ -42,8 +42,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
+
+from .events import EventChild
 
 # the tree this package runs from, for the child processes' PYTHONPATH (a source checkout or
 # site-packages alike)
@@ -92,72 +93,22 @@ class Guest:
         return f"{self.ns},{self.tap},{self.serial:#x},{self.ip}/24"
 
 
-class CardsProcess:
-    """A `cards` child in a host namespace; its JSON events are collected by a thread."""
+class CardsProcess(EventChild):
+    """A `cards` child in a host namespace (one MultiCard loop), reporting JSON events."""
 
     def __init__(self, host_ns: str, url: str, guests, log_dir: str, tag: str):
         self.guests = list(guests)
-        self.events: list = []
-        self._cv = threading.Condition()
-        self.err_path = os.path.join(log_dir, f"cards-{tag}.stderr")
-        self._err = open(self.err_path, "w")
         argv = ["ip", "netns", "exec", host_ns, sys.executable, "-m", "a2065.rig.vde_hosts",
                 "cards", "--url", url]
         for g in self.guests:
             argv += ["--card", g.spec()]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._err, text=True,
-                                     cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(argv, os.path.join(log_dir, f"cards-{tag}.stderr"), f"cards process {tag}")
 
-    def _read(self):
-        for line in self.proc.stdout:
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            with self._cv:
-                self.events.append(doc)
-                self._cv.notify_all()
-        with self._cv:
-            self.events.append({"event": "exit"})
-            self._cv.notify_all()
-
-    def stderr(self) -> str:
-        self._err.flush()
-        with open(self.err_path) as f:
-            return f.read()[-3000:]
-
-    def wait_event(self, name: str, timeout: float = 30.0) -> dict:
-        end = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for ev in self.events:
-                    if ev.get("event") == name:
-                        return ev
-                    if ev.get("event") == "exit":
-                        raise AssertionError(f"cards process exited ({self.proc.poll()}): "
-                                             f"{self.stderr()}")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {name} event in {timeout} s: {self.stderr()}")
-                self._cv.wait(left)
+    def wait_event(self, name: str, timeout: float = 30.0, after: int = 0) -> dict:
+        return super().wait_event(name, timeout, after)
 
     def finish(self, timeout: float = 20.0) -> dict:
-        """SIGTERM: the loop ends its turn and prints its final counters."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        st = self.wait_event("final", timeout)["stats"]
-        self.proc.wait(timeout)
-        return st
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(Exception):
-            self.proc.wait(10)
-        self._reader.join(5)
-        self._err.close()
+        return super().finish(timeout)
 
 
 class TwoHosts:

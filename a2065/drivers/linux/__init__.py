@@ -26,11 +26,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..cross import CROSS, BuildError, compiler, link_flat, tools  # noqa: F401  (re-exported)
+
 SRC_DIR = Path(__file__).resolve().parent
 SOURCES = ("crt0.S", "kshim.c", "kmain.c", "kshim.h", "hostif.h", "link.ld")
 PACKAGE = "linux-source-6.1"
 DRIVER_MEMBERS = ("drivers/net/ethernet/amd/a2065.c", "drivers/net/ethernet/amd/a2065.h")
-CROSS = os.environ.get("A2065_M68K_CROSS", "m68k-linux-gnu-")
 CFLAGS = ["-m68000", "-Os", "-ffreestanding", "-nostdlib", "-fno-pic", "-fno-strict-aliasing",
           "-fno-common", "-Wall", "-Wno-unused-function", "-Wno-array-bounds", '-DKBUILD_MODNAME="a2065"']
 LDFLAGS = ["-Wl,--build-id=none", "-Wl,-e,_start", "-Wl,-z,noexecstack",
@@ -73,16 +74,8 @@ STATS_FIELDS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors",
                 "tx_heartbeat_errors", "tx_window_errors")
 
 
-class BuildError(RuntimeError):
-    """The cross compiler is missing or failed."""
-
-
 class SourceMissing(BuildError):
     """The kernel source package is not installed (the message names it)."""
-
-
-def compiler() -> str | None:
-    return shutil.which(CROSS + "gcc")
 
 
 def cache_dir() -> Path:
@@ -166,40 +159,23 @@ def _stand_in_headers(driver_c: Path, include: Path) -> list:
 
 def build() -> Path:
     """Extract the driver, compile it with the shim, link; return the flat binary (cached)."""
-    gcc = compiler()
-    if gcc is None:
-        raise BuildError(f"{CROSS}gcc not found (Debian: apt-get install gcc-m68k-linux-gnu)")
-    objcopy = shutil.which(CROSS + "objcopy")
-    if objcopy is None:
-        raise BuildError(f"{CROSS}objcopy not found (apt-get install binutils-m68k-linux-gnu)")
+    tools()   # BuildError naming the Debian package before anything is extracted
     drv = extract_driver()
     out = cache_dir() / f"build-{_inputs_hash(drv)}"
     binary = out / "a2065-linux.bin"
     if binary.exists():
         return binary
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out))
-    include = tmp / "include"
-    _stand_in_headers(drv / "a2065.c", include)
-    elf = tmp / "a2065-linux.elf"
-    cmd = [gcc, *CFLAGS, "-I", str(SRC_DIR), "-I", str(include), "-I", str(drv),
-           *LDFLAGS, "-Wl,-T," + str(SRC_DIR / "link.ld"), "-Wl,-Map," + str(tmp / "map.txt"),
-           "-o", str(elf), str(SRC_DIR / "crt0.S"), str(SRC_DIR / "kmain.c"),
-           str(SRC_DIR / "kshim.c"), str(drv / "a2065.c")]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise BuildError(f"{' '.join(cmd)}\n{r.stderr}")
-    (tmp / "warnings.txt").write_text(r.stderr)
-    r = subprocess.run([objcopy, "-O", "binary", "-j", ".vectors", "-j", ".hostif", "-j", ".text",
-                        "-j", ".data", str(elf), str(tmp / "a2065-linux.bin")],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise BuildError(r.stderr)
-    for name in ("a2065-linux.elf", "map.txt", "warnings.txt"):
-        os.replace(tmp / name, out / name)
-    os.replace(tmp / "a2065-linux.bin", binary)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return binary
+    include = out / f"include-{os.getpid()}"
+    try:
+        _stand_in_headers(drv / "a2065.c", include)
+        return link_flat(out, "a2065-linux",
+                         [*CFLAGS, "-I", str(SRC_DIR), "-I", str(include), "-I", str(drv),
+                          *LDFLAGS, "-Wl,-T," + str(SRC_DIR / "link.ld"), "-Wl,-Map,{tmp}/map.txt",
+                          str(SRC_DIR / "crt0.S"), str(SRC_DIR / "kmain.c"),
+                          str(SRC_DIR / "kshim.c"), str(drv / "a2065.c")],
+                         (".vectors", ".hostif", ".text", ".data"), keep=("map.txt",))
+    finally:
+        shutil.rmtree(include, ignore_errors=True)
 
 
 def image(path: str | os.PathLike | None = None) -> bytes:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import select
-import subprocess
 import sys
 import time
 
+from ..child import run_module
 from .runner import PAL_HZ, LinuxMachine
 
 
@@ -227,15 +226,9 @@ def rig_experiment(a: dict) -> dict:
 
 
 def run_rig_scenario(args: dict, *, timeout: float = 900) -> dict:
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "a2065.drivers.linux.live"], input=json.dumps(args),
-                       capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
-    if p.returncode != 0:
-        raise RuntimeError(f"rig experiment failed ({p.returncode}):\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    """One rig experiment (rig_experiment) in a fresh interpreter; its JSON result."""
+    return run_module("a2065.drivers.linux.live", stdin=json.dumps(args), timeout=timeout,
+                      what="rig experiment")
 
 
 def main() -> int:

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import struct
-import subprocess
 import sys
 import time
 
+from lance.testing import trace_registers
+from ..child import run_module
 from . import (HC_CLOSE, HC_OPEN, HC_REMOVE, HC_SET_RX_MODE, HI_ADDR, HOSTIF, HS_FAULT, HS_READY,
                HZ, RAM_KIB, SLOT, STATS_FIELDS, hostif_field, image, read_hostif)
 
@@ -49,16 +49,8 @@ _CPU_REGS = ("D0", "D1", "D2", "D3", "D4", "D5", "D6", "D7",
 
 def run_scenario(name: str, args: dict | None = None, *, timeout: float = 600) -> dict:
     """Run a scenario in a fresh interpreter; return its JSON result (raises on failure)."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "a2065.drivers.linux.runner", name],
-                       input=json.dumps(args or {}), capture_output=True, text=True,
-                       timeout=timeout, env=env, cwd=root)
-    if p.returncode != 0:
-        raise RuntimeError(f"runner {name} failed ({p.returncode}):\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_module("a2065.drivers.linux.runner", [name], stdin=json.dumps(args or {}),
+                      timeout=timeout, what=f"runner {name}")
 
 
 class HarnessError(RuntimeError):
@@ -357,25 +349,6 @@ def _offer(m: LinuxMachine, card, frames, *, has_fcs: bool, paced, max_ms: float
     return statuses
 
 
-def _trace(chip, log):
-    """Record every RAP/RDP access: ("rap", v), ("w", v), ("r", v)."""
-    w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
-
-    def write_rap(v):
-        log.append(("rap", v & 0xFFFF))
-        return w_rap(v)
-
-    def write_rdp(v):
-        log.append(("w", v & 0xFFFF))
-        return w_rdp(v)
-
-    def read_rdp():
-        v = r_rdp()
-        log.append(("r", v & 0xFFFF))
-        return v
-    chip.write_rap, chip.write_rdp, chip.read_rdp = write_rap, write_rdp, read_rdp
-
-
 def _rx_ring_empty(card) -> bool:
     """Every receive descriptor is back with the chip and no frame is on its way in."""
     base, n, _ = card.lance.rx_ring
@@ -404,7 +377,7 @@ def scenario_script(a: dict) -> dict:
         boot = m.boot()
     trace = []
     if a.get("trace"):
-        _trace(m.cards[0].lance, trace)
+        trace_registers(m.cards[0].lance, trace)
     results = []
     wire_seen = len(m.wire)
     rx_seen = len(m.received)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 
+from ..cross import CROSS, BuildError, compiler, link_flat, tools  # noqa: F401  (re-exported)
+
 SRC_DIR = Path(__file__).resolve().parent
 SOURCES = ("crt0.S", "driver.c", "mailbox.h", "link.ld")
-CROSS = os.environ.get("A2065_M68K_CROSS", "m68k-linux-gnu-")
 CFLAGS = ["-m68000", "-Os", "-ffreestanding", "-nostdlib", "-fno-builtin", "-fno-pic",
           "-Wall", "-Wextra", "-Wno-array-bounds"]
 LDFLAGS = ["-Wl,-T,link.ld", "-Wl,--build-id=none", "-Wl,-e,_start", "-Wl,-z,noexecstack",
@@ -52,15 +51,6 @@ MAILBOX = {
 MAILBOX_SIZE = 0x58
 
 
-class BuildError(RuntimeError):
-    """The cross compiler is missing or failed."""
-
-
-def compiler() -> str | None:
-    """Path of the cross compiler, or None if it is not installed."""
-    return shutil.which(CROSS + "gcc")
-
-
 def _sources_hash() -> str:
     h = hashlib.sha256()
     for name in SOURCES:
@@ -71,32 +61,13 @@ def _sources_hash() -> str:
 
 def build(out_dir: str | os.PathLike | None = None) -> Path:
     """Compile the program; return the path of the flat binary (cached by source hash)."""
-    gcc = compiler()
-    if gcc is None:
-        raise BuildError(f"{CROSS}gcc not found (Debian: apt-get install gcc-m68k-linux-gnu)")
-    objcopy = shutil.which(CROSS + "objcopy")
-    if objcopy is None:
-        raise BuildError(f"{CROSS}objcopy not found (apt-get install binutils-m68k-linux-gnu)")
+    tools()   # BuildError naming the Debian package before anything is made
     out = Path(out_dir) if out_dir else Path(tempfile.gettempdir()) / f"a2065-m68k-{_sources_hash()}"
     binary = out / "a2065-driver.bin"
     if binary.exists():
         return binary
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out))
-    elf = tmp / "a2065-driver.elf"
-    cmd = [gcc, *CFLAGS, "-nostdlib", *LDFLAGS, "-o", str(elf), "crt0.S", "driver.c"]
-    r = subprocess.run(cmd, cwd=SRC_DIR, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise BuildError(f"{' '.join(cmd)}\n{r.stderr}")
-    r = subprocess.run([objcopy, "-O", "binary", "-j", ".vectors", "-j", ".mailbox", "-j",
-                        ".text", "-j", ".data", str(elf), str(tmp / "a2065-driver.bin")],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise BuildError(r.stderr)
-    os.replace(elf, out / "a2065-driver.elf")
-    os.replace(tmp / "a2065-driver.bin", binary)      # atomic: parallel builders agree
-    shutil.rmtree(tmp, ignore_errors=True)
-    return binary
+    return link_flat(out, "a2065-driver", [*CFLAGS, "-nostdlib", *LDFLAGS, "crt0.S", "driver.c"],
+                     (".vectors", ".mailbox", ".text", ".data"), cwd=SRC_DIR)
 
 
 def image(path: str | os.PathLike | None = None) -> bytes:

@@ -17,11 +17,11 @@ Scenarios
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 
+from lance.testing import trace_registers
+from ..child import run_module
 from . import FL_BUSY_IDLE, ST_RUNNING, image, mailbox_param_bytes, read_mailbox
 
 BOOT_CYCLES = 2_000_000
@@ -29,14 +29,8 @@ BOOT_CYCLES = 2_000_000
 
 def run_scenario(name: str, args: dict | None = None, *, timeout: float = 300) -> dict:
     """Run a scenario in a fresh interpreter; return its JSON result (raises on failure)."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "a2065.drivers.m68k.runner", name, json.dumps(args or {})],
-                       capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
-    if p.returncode != 0:
-        raise RuntimeError(f"runner {name} failed ({p.returncode}):\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_module("a2065.drivers.m68k.runner", [name, json.dumps(args or {})],
+                      timeout=timeout, what=f"runner {name}")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -106,7 +100,7 @@ def scenario_driver(a: dict) -> dict:
         card.lance.transmit = transmit
     trace = []
     if card is not None and a.get("trace"):
-        _trace_registers(card.lance, trace)
+        trace_registers(card.lance, trace)
     host = _host(boards, a)
     booted = _boot(host)
     boot = {"booted": booted, "trace_len": len(trace), "cycles": host.cycles, "mailbox": _mailbox(host),
@@ -158,25 +152,6 @@ def scenario_driver(a: dict) -> dict:
         "padr": card.lance.padr.hex() if card else None,
         "trace": trace,
     }
-
-
-def _trace_registers(chip, log):
-    """Log every RAP/RDP access the CPU makes: ("rap", value), ("w", value), ("r", value)."""
-    w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
-
-    def write_rap(v):
-        log.append(("rap", v & 0xFFFF))
-        return w_rap(v)
-
-    def write_rdp(v):
-        log.append(("w", v & 0xFFFF))
-        return w_rdp(v)
-
-    def read_rdp():
-        v = r_rdp()
-        log.append(("r", v & 0xFFFF))
-        return v
-    chip.write_rap, chip.write_rdp, chip.read_rdp = write_rap, write_rdp, read_rdp
 
 
 def scenario_callback_error(a: dict) -> dict:
