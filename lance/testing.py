@@ -190,19 +190,19 @@ class RecordingDma(RamDma):
         super().write16(addr, value)
 
 
-def trace_registers(chip: Am7990, log: list) -> None:
+def trace_registers(chip: Am7990, log: list[tuple[str, int]]) -> None:
     """Log every RAP/RDP access made through `chip` from now on: ("rap", value), ("w", value),
     ("r", value). The driver-sequence tests and the 68000 runners compare such traces with the
     sequences the reference gives for the Linux and NetBSD drivers."""
     w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
 
-    def write_rap(v: int) -> None:
-        log.append(("rap", v & 0xFFFF))
-        w_rap(v)
+    def write_rap(value: int) -> None:
+        log.append(("rap", value & 0xFFFF))
+        w_rap(value)
 
-    def write_rdp(v: int) -> None:
-        log.append(("w", v & 0xFFFF))
-        w_rdp(v)
+    def write_rdp(value: int) -> None:
+        log.append(("w", value & 0xFFFF))
+        w_rdp(value)
 
     def read_rdp() -> int:
         v = r_rdp()
