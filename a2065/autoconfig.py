@@ -41,6 +41,8 @@ writes ignored -- unverified, "pull-ups").
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable, Iterable, Optional, Protocol
+
 from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
 
 log = logging.getLogger("a2065.autoconfig")
@@ -83,11 +85,12 @@ UNMAPPED_BYTE = 0xFF  # unverified: open bus modelled as pull-ups
 def rom_bytes(*, er_type: int, product: int, manufacturer: int, serial: int,
               flags: int = 0, init_diag_vec: int = 0) -> bytes:
     """The 16 logical ExpansionRom bytes (plain values, not inverted)."""
-    return EXPANSION_ROM.build(dict(
+    rom: bytes = EXPANSION_ROM.build(dict(
         er_Type=er_type & 0xFF, er_Product=product & 0xFF, er_Flags=flags & 0xFF,
         er_Reserved03=0, er_Manufacturer=manufacturer & 0xFFFF,
         er_SerialNumber=serial & 0xFFFFFFFF, er_InitDiagVec=init_diag_vec & 0xFFFF,
         er_Reserved0c=bytes(4)))
+    return rom
 
 
 def nibble_image(logical: bytes, ec_interrupt: int = 0) -> bytes:
@@ -110,7 +113,7 @@ def nibble_image(logical: bytes, ec_interrupt: int = 0) -> bytes:
     return bytes(out)
 
 
-def decode_nibbles(read8) -> bytes:
+def decode_nibbles(read8: Callable[[int], int]) -> bytes:
     """Read back the 16 logical ROM bytes through ``read8(offset)`` as an OS does."""
     out = bytearray(16)
     for n in range(16):
@@ -132,7 +135,8 @@ class Autoconfig:
 
     UNCONFIGURED, CONFIGURED, SHUT_UP = "unconfigured", "configured", "shut_up"
 
-    def __init__(self, logical_rom: bytes, *, size: int = 0x10000, on_configured=None):
+    def __init__(self, logical_rom: bytes, *, size: int = 0x10000,
+                 on_configured: Optional[Callable[[int], None]] = None) -> None:
         self.logical_rom = bytes(logical_rom)
         self.size = size
         self.on_configured = on_configured
@@ -143,7 +147,7 @@ class Autoconfig:
             b[2 * i] = (nib << 4) | 0x0F
         self._bytes = bytes(b)
         self.state = self.UNCONFIGURED
-        self.base = None
+        self.base: Optional[int] = None  # set while configured
         self.latch = 0
 
     # -- state -------------------------------------------------------------------------------
@@ -217,10 +221,10 @@ class Autoconfig:
         log.debug("shut up")
 
     # -- snapshot ----------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, "base": self.base, "latch": self.latch}
 
-    def restore(self, d: dict) -> None:
+    def restore(self, d: dict[str, Any]) -> None:
         state = d["state"]
         if state not in (self.UNCONFIGURED, self.CONFIGURED, self.SHUT_UP):
             raise ValueError(f"unknown autoconfig state {state!r}")
@@ -237,7 +241,7 @@ class RamCard:
     """
 
     def __init__(self, size: int = 512 << 10, *, manufacturer: int = 0x07DB, product: int = 1,
-                 serial: int = 0, on_configured=None):
+                 serial: int = 0, on_configured: Optional[Callable[[int], None]] = None) -> None:
         if size not in ERT_SIZE_CODES:
             raise ValueError(f"not a Zorro II size: {size}")
         rom = rom_bytes(er_type=ERT_ZORROII | ERTF_MEMLIST | ERT_SIZE_CODES[size],
@@ -249,7 +253,7 @@ class RamCard:
     def reset(self) -> None:
         self.autoconfig.reset()
 
-    def read8(self, offset, *, now=None):
+    def read8(self, offset: int, *, now: Optional[int] = None) -> int:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             return self.ram[offset % self.size]
@@ -257,7 +261,7 @@ class RamCard:
             return ac.read8(offset)
         return UNMAPPED_BYTE
 
-    def read16(self, offset, *, now=None):
+    def read16(self, offset: int, *, now: Optional[int] = None) -> int:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             o = (offset & ~1) % self.size
@@ -266,17 +270,17 @@ class RamCard:
             return ac.read16(offset)
         return 0xFFFF
 
-    def read32(self, offset, *, now=None):
+    def read32(self, offset: int, *, now: Optional[int] = None) -> int:
         return (self.read16(offset) << 16) | self.read16(offset + 2)
 
-    def write8(self, offset, value, *, now=None):
+    def write8(self, offset: int, value: int, *, now: Optional[int] = None) -> None:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             self.ram[offset % self.size] = value & 0xFF
         elif ac.state == ac.UNCONFIGURED:
             ac.write8(offset, value)
 
-    def write16(self, offset, value, *, now=None):
+    def write16(self, offset: int, value: int, *, now: Optional[int] = None) -> None:
         ac = self.autoconfig
         if ac.state == ac.CONFIGURED:
             o = (offset & ~1) % self.size
@@ -285,18 +289,19 @@ class RamCard:
         elif ac.state == ac.UNCONFIGURED:
             ac.write16(offset, value)
 
-    def write32(self, offset, value, *, now=None):
+    def write32(self, offset: int, value: int, *, now: Optional[int] = None) -> None:
         self.write16(offset, (value >> 16) & 0xFFFF)
         self.write16(offset + 2, value & 0xFFFF)
 
 
-def _then(prev, changed):
-    def irq(level):
+def _then(prev: Optional[Callable[[bool], None]],
+          changed: Callable[[], None]) -> Callable[[bool], None]:
+    def irq(level: bool) -> None:
         if prev is not None:
             prev(level)
         changed()
     return irq
-def _board_list(boards) -> list:
+def _board_list(boards: Iterable[ZorroBoard]) -> list[ZorroBoard]:
     """``boards`` as a list, or a TypeError that says what to pass (issue 16)."""
     if hasattr(boards, "autoconfig"):
         raise TypeError(f"expected a list of boards, got one {type(boards).__name__}: pass "
@@ -314,6 +319,22 @@ def _board_list(boards) -> list:
     return out
 
 
+class ZorroBoard(Protocol):
+    """What a chain needs from a board (`A2065`, `RamCard`): its autoconfig logic and the bus
+    accesses at an offset inside its slot. A board may also keep time (``now``,
+    ``advance_to``, ``next_deadline``) and report INT2 (``irq``, ``irq_asserted``)."""
+
+    autoconfig: Autoconfig
+
+    def reset(self) -> None: ...
+    def read8(self, offset: int, *, now: Optional[int] = None) -> int: ...
+    def read16(self, offset: int, *, now: Optional[int] = None) -> int: ...
+    def read32(self, offset: int, *, now: Optional[int] = None) -> int: ...
+    def write8(self, offset: int, value: int, *, now: Optional[int] = None) -> None: ...
+    def write16(self, offset: int, value: int, *, now: Optional[int] = None) -> None: ...
+    def write32(self, offset: int, value: int, *, now: Optional[int] = None) -> None: ...
+
+
 class ZorroChain:
     """Several Zorro II boards on one bus, configured one after another at $E80000.
 
@@ -322,25 +343,26 @@ class ZorroChain:
     write at $E80048 configures one board and its low word lands on the next one, as on the bus).
     """
 
-    def __init__(self, boards=(), *, window: int = E_EXPANSIONBASE):
+    def __init__(self, boards: Iterable[ZorroBoard] = (), *,
+                 window: int = E_EXPANSIONBASE) -> None:
         self.boards = _board_list(boards)
         self.window = window
 
-    def add(self, board) -> None:
+    def add(self, board: ZorroBoard) -> None:
         self.boards.append(board)
 
     def reset(self) -> None:
         for b in self.boards:
             b.reset()
 
-    def config_board(self):
+    def config_board(self) -> Optional[ZorroBoard]:
         """The board that currently has /CFGIN and answers at $E80000, or None."""
         for b in self.boards:
             if b.autoconfig.in_config_window:
                 return b
         return None
 
-    def route(self, addr: int):
+    def route(self, addr: int) -> Optional[tuple[ZorroBoard, int]]:
         """(board, offset) for a 24-bit address, or None if nothing answers."""
         addr &= 0xFFFFFF
         if self.window <= addr < self.window + CONFIG_WINDOW:
@@ -349,8 +371,8 @@ class ZorroChain:
                 return b, addr - self.window
         for b in self.boards:
             ac = b.autoconfig
-            if ac.state == ac.CONFIGURED and ac.base <= addr < ac.base + ac.size:
-                return b, addr - ac.base
+            if ac.state == ac.CONFIGURED and ac.base <= addr < ac.base + ac.size:  # type: ignore[operator]  # configured: base set
+                return b, addr - ac.base  # type: ignore[operator]
         return None
 
     def claims(self, addr: int) -> bool:
@@ -361,9 +383,9 @@ class ZorroChain:
         """The latest emulated time a board has reached (0 if no board keeps time)."""
         return max((b.now for b in self.boards if hasattr(b, "now")), default=0)
 
-    def next_deadline(self):
+    def next_deadline(self) -> Optional[int]:
         """The earliest pending event of any board (absolute ns), or None."""
-        best = None
+        best: Optional[int] = None
         for b in self.boards:
             nd = getattr(b, "next_deadline", None)
             if nd is not None:
@@ -372,11 +394,11 @@ class ZorroChain:
                     best = d
         return best
 
-    def next_visible_deadline(self):
+    def next_visible_deadline(self) -> Optional[int]:
         """The earliest event of any board that a driver can see (a board's
         ``next_visible_deadline``, else its ``next_deadline``), or None: where a host that runs
         its CPU in slices ends one."""
-        best = None
+        best: Optional[int] = None
         for b in self.boards:
             nd = getattr(b, "next_visible_deadline", None) or getattr(b, "next_deadline", None)
             if nd is not None:
@@ -396,34 +418,34 @@ class ZorroChain:
         """INT2 is wired-OR: True while any board asserts it."""
         return any(getattr(b, "irq_asserted", False) for b in self.boards)
 
-    def watch_irq(self, changed) -> None:
+    def watch_irq(self, changed: Callable[[], None]) -> None:
         """Have every board that reports INT2 edges call ``changed()`` after its own ``irq``."""
         for b in self.boards:
             if hasattr(b, "irq"):
                 b.irq = _then(b.irq, changed)
 
-    def read8(self, addr, *, now=None):
+    def read8(self, addr: int, *, now: Optional[int] = None) -> int:
         r = self.route(addr)
         return r[0].read8(r[1], now=now) if r else UNMAPPED_BYTE
 
-    def read16(self, addr, *, now=None):
+    def read16(self, addr: int, *, now: Optional[int] = None) -> int:
         r = self.route(addr & ~1)
         return r[0].read16(r[1], now=now) if r else 0xFFFF
 
-    def read32(self, addr, *, now=None):
+    def read32(self, addr: int, *, now: Optional[int] = None) -> int:
         hi = self.read16(addr, now=now)
         return (hi << 16) | self.read16(addr + 2, now=now)
 
-    def write8(self, addr, value, *, now=None):
+    def write8(self, addr: int, value: int, *, now: Optional[int] = None) -> None:
         r = self.route(addr)
         if r:
             r[0].write8(r[1], value, now=now)
 
-    def write16(self, addr, value, *, now=None):
+    def write16(self, addr: int, value: int, *, now: Optional[int] = None) -> None:
         r = self.route(addr & ~1)
         if r:
             r[0].write16(r[1], value, now=now)
 
-    def write32(self, addr, value, *, now=None):
+    def write32(self, addr: int, value: int, *, now: Optional[int] = None) -> None:
         self.write16(addr, (value >> 16) & 0xFFFF, now=now)
         self.write16(addr + 2, value & 0xFFFF, now=now)

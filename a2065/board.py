@@ -54,11 +54,15 @@ MAC: OUI (00:80:10 Commodore, 00:00:9F Ameristar) + low 24 bits of the serial nu
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import snapshot as _snapshot
 from .autoconfig import UNMAPPED_BYTE, Autoconfig, rom_bytes
 from .mac import MacAddress
+
+if TYPE_CHECKING:
+    from lance.chip import Am7990, TransmitCallback
+    from lance.dma import RamDma
 
 log = logging.getLogger("a2065.board")
 
@@ -80,9 +84,7 @@ def _no_report() -> None:
     pass
 
 
-def mac_for(serial: int, variant: str = "commodore") -> bytes:
-    """MAC = OUI + serial[23:0] big-endian (ref: L-a2065, N-le)."""
-def checked_serial(serial) -> int:
+def checked_serial(serial: object) -> int:
     """``serial`` if it fits er_SerialNumber (32 bits), else a TypeError/ValueError that says what
     to pass (issue 16: 2**40 or -1 used to become a silently wrong MAC)."""
     if isinstance(serial, bool) or not isinstance(serial, int):
@@ -115,11 +117,17 @@ class A2065:
         (0x4004, 0x7FFF, "unmapped-high", "_r8_zero", "_r16_zero", "_w_ignore", "_w_ignore"),
         (0x8000, 0xFFFF, "RAM", "_r8_ram", "_r16_ram", "_w8_ram", "_w16_ram"),
     )
+    # the dispatcher's per-word handlers (index = offset >> 1), built by _build_dispatch
+    _R8: tuple[Callable[[A2065, int], int], ...]
+    _R16: tuple[Callable[[A2065, int], int], ...]
+    _W8: tuple[Callable[[A2065, int, int], None], ...]
+    _W16: tuple[Callable[[A2065, int, int], None], ...]
 
     def __init__(self, serial: int = 0x00123456, variant: str = "commodore",
                  timing: str = "fast", irq: Optional[Callable[[bool], None]] = None,
                  on_configured: Optional[Callable[[int], None]] = None, *,
-                 transmit=None, strict: bool = False, chip_factory=None):
+                 transmit: Optional[TransmitCallback] = None, strict: bool = False,
+                 chip_factory: Optional[Callable[..., Am7990]] = None) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
         self.serial = checked_serial(serial)
@@ -127,7 +135,7 @@ class A2065:
         self.timing = timing
         self.irq = irq
         self.strict = strict
-        self.stats = {"byte_register_writes": 0, "chip_errors": 0}
+        self.stats: dict[str, int] = {"byte_register_writes": 0, "chip_errors": 0}
         self._set_identity(self.serial, variant)
         self.on_configured = on_configured
         self.ram = bytearray(RAM_SIZE)
@@ -135,8 +143,8 @@ class A2065:
         if chip_factory is None:
             from lance.chip import Am7990
             from lance.dma import RamDma
-            self.dma = RamDma(self.ram, 0x7FFF)
-            self.lance = Am7990(self.dma, irq=self._chip_irq, transmit=transmit, timing=timing)
+            self.dma: Optional[RamDma] = RamDma(self.ram, 0x7FFF)
+            self.lance: Am7990 = Am7990(self.dma, irq=self._chip_irq, transmit=transmit, timing=timing)
         else:
             self.dma = None
             self.lance = chip_factory(self.ram, irq=self._chip_irq, transmit=transmit,
@@ -144,7 +152,7 @@ class A2065:
         self._irq_level = bool(self.lance.irq_asserted)
         # The board sees every bus write to its RAM and tells the chip, so the chip need not read
         # its TX ring on every next_visible_deadline() (a chip_factory chip may lack this).
-        self._ram_written = getattr(self.lance, "ram_written", _no_report)
+        self._ram_written: Callable[[], None] = getattr(self.lance, "ram_written", _no_report)
         if hasattr(self.lance, "ram_writes_reported"):
             self.lance.ram_writes_reported(True)
 
@@ -162,7 +170,7 @@ class A2065:
         return self.autoconfig.shut_up
 
     @property
-    def base(self):
+    def base(self) -> Optional[int]:
         return self.autoconfig.base
 
     def _set_identity(self, serial: int, variant: str) -> None:
@@ -188,20 +196,21 @@ class A2065:
         if t_ns > self.lance.now:
             self.lance.advance_to(t_ns)
 
-    def next_deadline(self):
+    def next_deadline(self) -> Optional[int]:
         return self.lance.next_deadline()
 
-    def next_visible_deadline(self):
+    def next_visible_deadline(self) -> Optional[int]:
         """The next chip event a driver can see (idle TX polls left out; see the chip's
         ``next_visible_deadline``): where a host that runs its CPU in slices ends one."""
         nvd = getattr(self.lance, "next_visible_deadline", None)
-        return nvd() if nvd is not None else self.lance.next_deadline()
+        deadline: Optional[int] = nvd() if nvd is not None else self.lance.next_deadline()
+        return deadline
 
     @property
     def irq_asserted(self) -> bool:
         return self._irq_level
 
-    def _chip_irq(self, level) -> None:
+    def _chip_irq(self, level: bool) -> None:
         level = bool(level)
         if level != self._irq_level:
             self._irq_level = level
@@ -221,16 +230,16 @@ class A2065:
 
     # -- the dispatcher ----------------------------------------------------------------------
     @classmethod
-    def _build_dispatch(cls):
+    def _build_dispatch(cls) -> None:
         """Per-word lookup lists (index = offset >> 1) built from ACCESS_TABLE alone."""
-        tables = [[None] * 0x8000 for _ in range(4)]
+        tables: list[list[Any]] = [[None] * 0x8000 for _ in range(4)]
         for start, end, _name, *handlers in cls.ACCESS_TABLE:
             for col, meth in enumerate(handlers):
                 fn = getattr(cls, meth)
                 for w in range(start >> 1, (end >> 1) + 1):
                     tables[col][w] = fn
-        for col in tables:
-            if any(h is None for h in col):
+        for column in tables:
+            if any(h is None for h in column):
                 raise AssertionError("ACCESS_TABLE leaves a hole")
         cls._R8, cls._R16, cls._W8, cls._W16 = (tuple(t) for t in tables)
 
@@ -243,7 +252,7 @@ class A2065:
                 return name
         raise AssertionError("unreachable")
 
-    def _chip_error(self, what, offset) -> None:
+    def _chip_error(self, what: str, offset: int) -> None:
         self.stats["chip_errors"] += 1
         log.exception("chip raised during %s at offset $%04X", what, offset)
         if self.strict:
@@ -314,48 +323,48 @@ class A2065:
         self.write16(offset + 2, value & 0xFFFF)
 
     # -- row handlers (offset already masked; 16-bit handlers get an even offset) -----------
-    def _r8_zero(self, offset):
+    def _r8_zero(self, offset: int) -> int:
         return 0
 
-    def _r16_zero(self, offset):
+    def _r16_zero(self, offset: int) -> int:
         return 0
 
-    def _w_ignore(self, offset, value):
+    def _w_ignore(self, offset: int, value: int) -> None:
         pass
 
-    def _r16_rdp(self, offset):
+    def _r16_rdp(self, offset: int) -> int:
         return self.lance.read_rdp() & 0xFFFF
 
-    def _r16_rap(self, offset):
+    def _r16_rap(self, offset: int) -> int:
         return self.lance.read_rap() & 0xFFFF
 
-    def _w16_rdp(self, offset, value):
+    def _w16_rdp(self, offset: int, value: int) -> None:
         self.lance.write_rdp(value)
 
-    def _w16_rap(self, offset, value):
+    def _w16_rap(self, offset: int, value: int) -> None:
         self.lance.write_rap(value)
 
-    def _r8_register(self, offset):
+    def _r8_register(self, offset: int) -> int:
         word = self._R16[offset >> 1](self, offset & 0xFFFE)
         return (word & 0xFF) if offset & 1 else (word >> 8)
 
-    def _w8_register(self, offset, value):
+    def _w8_register(self, offset: int, value: int) -> None:
         self.stats["byte_register_writes"] += 1
         log.debug("byte write $%02X to LANCE register offset $%04X ignored", value, offset)
 
-    def _r8_ram(self, offset):
+    def _r8_ram(self, offset: int) -> int:
         return self.ram[offset - RAM_BASE]
 
-    def _r16_ram(self, offset):
+    def _r16_ram(self, offset: int) -> int:
         o = offset - RAM_BASE
         ram = self.ram
         return (ram[o] << 8) | ram[o + 1]
 
-    def _w8_ram(self, offset, value):
+    def _w8_ram(self, offset: int, value: int) -> None:
         self.ram[offset - RAM_BASE] = value
         self._ram_written()
 
-    def _w16_ram(self, offset, value):
+    def _w16_ram(self, offset: int, value: int) -> None:
         o = offset - RAM_BASE
         self.ram[o] = value >> 8
         self.ram[o + 1] = value & 0xFF
@@ -367,14 +376,14 @@ class A2065:
         self._ram_written()
 
     # -- snapshot ----------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return _snapshot.board_state(self)
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         _snapshot.restore_board(self, state)
 
     @classmethod
-    def from_snapshot(cls, state: dict, **kwargs) -> "A2065":
+    def from_snapshot(cls, state: dict[str, Any], **kwargs: Any) -> "A2065":
         return _snapshot.board_from_state(cls, state, **kwargs)
 
 

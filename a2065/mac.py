@@ -13,6 +13,7 @@ six bytes it holds (``card.mac == bytes.fromhex("008010123456")``), and prints a
 from __future__ import annotations
 
 import re
+from typing import Union
 
 _TEXT = re.compile(r"[0-9A-Fa-f]{2}([:-]?)[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
 
@@ -26,7 +27,7 @@ class MacAddress(bytes):
 
     __slots__ = ()
 
-    def __new__(cls, value) -> "MacAddress":
+    def __new__(cls, value: Union[str, bytes, bytearray, memoryview]) -> "MacAddress":
         if isinstance(value, str):
             text = value.strip()
             if not _TEXT.fullmatch(text):

@@ -42,10 +42,20 @@ from __future__ import annotations
 
 import struct
 import zlib
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
 
 from construct import (Adapter, Const, Int8ub, Int16ub, Int32ub, Int64sb, LazyBound,
                        PascalString, Pass, Prefixed, PrefixedArray, RawCopy, Struct, Switch,
                        GreedyBytes, Checksum, this)
+
+if TYPE_CHECKING:
+    from .board import A2065
+
+#: A snapshot: plain data (None, bool, int, str, bytes, list, tuple, dict) keyed by str.
+State = dict[str, Any]
+_T = TypeVar("_T")
+_Board = TypeVar("_Board", bound="A2065")
 
 FORMAT = "a2065-board"
 CURRENT_VERSION = 1
@@ -58,7 +68,7 @@ MAX_SNAPSHOT_BYTES = 256 * 1024
 _HEAD = struct.Struct(">8sHI")
 
 #: version v -> function(state of version v) -> state of version v + 1 (chip part included)
-UPGRADES: dict = {}
+UPGRADES: dict[int, Callable[[State], State]] = {}
 #: card snapshot version -> the chip state layout (``state["chip"]["version"]``) it holds
 CHIP_STATE_VERSION = {1: 1}
 
@@ -77,8 +87,8 @@ def _big_to_bytes(n: int) -> bytes:
     return n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True)
 
 
-class _PlainValue(Adapter):
-    def _encode(self, obj, context, path):
+class _PlainValue(Adapter):  # type: ignore[misc]  # construct has no types
+    def _encode(self, obj: object, context: Any, path: str) -> dict[str, Any]:
         if obj is None:
             return {"tag": _NONE, "v": None}
         if obj is True:
@@ -102,7 +112,7 @@ class _PlainValue(Adapter):
             return {"tag": _DICT, "v": [{"k": k, "v": v} for k, v in obj.items()]}
         raise SnapshotError(f"not plain snapshot data: {type(obj).__name__} at {path}")
 
-    def _decode(self, obj, context, path):
+    def _decode(self, obj: Any, context: Any, path: str) -> Any:
         tag, v = obj.tag, obj.v
         if tag == _NONE:
             return None
@@ -127,7 +137,7 @@ class _PlainValue(Adapter):
         raise SnapshotError(f"unknown value tag {tag}")
 
 
-VALUE = _PlainValue(Struct(
+VALUE: Any = _PlainValue(Struct(
     "tag" / Int8ub,
     "v" / Switch(this.tag, {
         _NONE: Pass, _FALSE: Pass, _TRUE: Pass,
@@ -150,16 +160,17 @@ SNAPSHOT_FILE = Struct(
 )
 
 
-def to_bytes(state: dict) -> bytes:
+def to_bytes(state: State) -> bytes:
     """Encode a snapshot dict (any version) through the construct schema."""
     version = state.get("version")
     if not isinstance(version, int) or not 0 <= version <= 0xFFFF:
         raise SnapshotError(f"snapshot has no usable version: {version!r}")
-    return SNAPSHOT_FILE.build({"magic": MAGIC, "version": version, "body": {"value": state},
-                                "crc32": None})
+    data: bytes = SNAPSHOT_FILE.build({"magic": MAGIC, "version": version,
+                                       "body": {"value": state}, "crc32": None})
+    return data
 
 
-def from_bytes(data: bytes, *, upgrade_to_current: bool = True) -> dict:
+def from_bytes(data: bytes, *, upgrade_to_current: bool = True) -> State:
     """Decode bytes made by ``to_bytes``; by default upgrade to the current version.
 
     Untrusted input: over ``MAX_SNAPSHOT_BYTES``, a wrong magic, a body length that does not
@@ -184,13 +195,13 @@ def from_bytes(data: bytes, *, upgrade_to_current: bool = True) -> dict:
         raise
     except Exception as e:  # construct raises many kinds; one error for the caller
         raise SnapshotError(f"not an A2065 snapshot: {e}") from e
-    state = parsed.body.value
+    state: State = parsed.body.value
     if not isinstance(state, dict) or state.get("version") != parsed.version:
         raise SnapshotError("header version and body version differ")
     return upgrade(state) if upgrade_to_current else state
 
 
-def upgrade(state: dict) -> dict:
+def upgrade(state: State) -> State:
     """Bring a snapshot dict to CURRENT_VERSION, one registered step per old version."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SnapshotError(f"not an {FORMAT} snapshot")
@@ -211,7 +222,7 @@ def upgrade(state: dict) -> dict:
     return state
 
 
-def _check_chip_layout(state: dict, version: int) -> None:
+def _check_chip_layout(state: State, version: int) -> None:
     """A card state of ``version`` carries the chip layout that version defines (a state without
     a chip part, e.g. a test's bare dict, has nothing to check)."""
     chip = state.get("chip")
@@ -224,19 +235,19 @@ def _check_chip_layout(state: dict, version: int) -> None:
                             f"found {got!r}")
 
 
-def save(path, state: dict) -> None:
+def save(path: Union[str, PathLike[str]], state: State) -> None:
     with open(path, "wb") as f:
         f.write(to_bytes(state))
 
 
-def load(path) -> dict:
+def load(path: Union[str, PathLike[str]]) -> State:
     with open(path, "rb") as f:
         return from_bytes(f.read())
 
 
 # -- board <-> state -------------------------------------------------------------------------
 
-def board_state(board) -> dict:
+def board_state(board: A2065) -> State:
     chip = board.lance
     return {
         "format": FORMAT,
@@ -254,7 +265,7 @@ def board_state(board) -> dict:
     }
 
 
-def restore_board(board, state: dict) -> None:
+def restore_board(board: A2065, state: State) -> None:
     """Load ``state`` into an existing board (same RAM object; identity may change).
 
     Snapshots are untrusted input: the state is first restored into a scratch board, so a
@@ -264,7 +275,7 @@ def restore_board(board, state: dict) -> None:
     _restore_into(board, state)
 
 
-def _validated(fn):
+def _validated(fn: Callable[[], _T]) -> _T:
     try:
         return fn()
     except SnapshotError:
@@ -273,12 +284,12 @@ def _validated(fn):
         raise SnapshotError(f"damaged snapshot: {type(e).__name__}: {e}") from e
 
 
-def _scratch_board(board, state):
+def _scratch_board(board: A2065, state: State) -> A2065:
     return type(board)(serial=int(state["serial"]), variant=state["variant"],
                        timing=state["timing"], strict=True)
 
 
-def _restore_into(board, state: dict) -> None:
+def _restore_into(board: A2065, state: State) -> None:
     ram = state["ram"]
     if len(ram) != len(board.ram):
         raise SnapshotError(f"RAM is {len(ram)} bytes, expected {len(board.ram)}")
@@ -294,7 +305,7 @@ def _restore_into(board, state: dict) -> None:
     board._sync_irq()
 
 
-def board_from_state(cls, state: dict, **kwargs):
+def board_from_state(cls: type[_Board], state: State, **kwargs: Any) -> _Board:
     """Build a new board of class ``cls`` from a snapshot; kwargs: irq, on_configured,
     transmit, strict (everything that is not saved)."""
     state = upgrade(state)

@@ -52,7 +52,7 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Tuple
 
 try:
     from hypothesis import strategies as st
@@ -63,6 +63,14 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from lance.layouts import decode_init, encode_desc, encode_init
 
 from .mac import MacAddress
+
+if TYPE_CHECKING:
+    from lance.chip import Am7990
+
+    from .board import A2065
+
+#: One operation of `register_ops` or `bus_ops`: a tuple whose first item names its kind.
+Op = Tuple[Any, ...]
 
 #: The card the strategies aim at by default: A2065(serial=0x00123456).
 CARD_MAC = MacAddress("00:80:10:12:34:56")
@@ -94,11 +102,11 @@ def frames(dst: Optional[bytes] = None, *, min_size: int = 14, max_size: int = 1
                                               max(min_size, min(64, max_size))})))
 
     @st.composite
-    def build(draw) -> bytes:
+    def build(draw: st.DrawFn) -> bytes:
         size = draw(sizes)
         head = draw(dsts) + draw(srcs) + draw(types).to_bytes(2, "big")
         body = draw(st.binary(min_size=size - 14, max_size=size - 14))
-        frame = head + body
+        frame: bytes = head + body
         if fcs:
             frame += zlib.crc32(frame).to_bytes(4, "little")
         return frame
@@ -108,7 +116,7 @@ def frames(dst: Optional[bytes] = None, *, min_size: int = 14, max_size: int = 1
 
 # -- chip-level register operations ---------------------------------------------------------------
 
-def register_ops(max_size: int = 40) -> st.SearchStrategy[list]:
+def register_ops(max_size: int = 40) -> st.SearchStrategy[list[Op]]:
     """Lists of chip operations, each a tuple:
 
     ``("rap", v)`` write RAP; ``("rdp", v)`` write RDP; ``("read", n)`` select CSRn and read it;
@@ -130,7 +138,8 @@ def register_ops(max_size: int = 40) -> st.SearchStrategy[list]:
     )
 
 
-def run_register_ops(chip, ram: bytearray, ops: Iterable[tuple]) -> Iterator[tuple]:
+def run_register_ops(chip: Am7990, ram: bytearray,
+                     ops: Iterable[Op]) -> Iterator[tuple[Op, Optional[int]]]:
     """Apply ``register_ops()`` to ``chip`` (a ``lance.Am7990``) and ``ram`` (its RAM), yielding
     ``(op, value_read_or_None)`` after each. A poke never grows the RAM."""
     for op in ops:
@@ -170,7 +179,7 @@ BUS_READS = ("r8", "r16", "r32")
 BUS_WRITES = ("w8", "w16", "w32")
 
 
-def bus_ops(max_size: int = 120) -> st.SearchStrategy[list]:
+def bus_ops(max_size: int = 120) -> st.SearchStrategy[list[Op]]:
     """Lists of bus operations on one board, each a tuple:
 
     ``("r8"|"r16"|"r32", offset)`` a read; ``("w8"|"w16"|"w32", offset, value)`` a write (the
@@ -190,8 +199,8 @@ def bus_ops(max_size: int = 120) -> st.SearchStrategy[list]:
     return st.lists(ops, max_size=max_size)
 
 
-def run_bus_ops(board, ops: Iterable[tuple], now: Optional[int] = None, *,
-                bus_only: bool = False) -> Iterator[Tuple[tuple, Optional[int]]]:
+def run_bus_ops(board: A2065, ops: Iterable[Op], now: Optional[int] = None, *,
+                bus_only: bool = False) -> Iterator[Tuple[Op, Optional[int]]]:
     """Apply ``bus_ops()`` to ``board`` (an ``A2065`` or anything with its bus interface), yielding
     ``(op, value_read_or_None)`` after each. Accesses pass ``now=`` (integer ns, advanced by the
     "time" ops) when ``now`` is given. ``bus_only`` skips "time" and "rx" (pure bus traffic)."""
@@ -228,7 +237,7 @@ class RingImage:
 
     ram: bytes
     iadr: int
-    init: dict
+    init: dict[str, Any]
 
     def __repr__(self) -> str:       # 32 KB of RAM would drown a failing example
         import hashlib
@@ -241,7 +250,7 @@ class RingImage:
             raise ValueError(f"the A2065's buffer RAM is {RAM_SIZE} bytes, not {len(ram)}")
         ram[:] = self.ram
 
-    def start(self, chip, *, bswp: bool = True) -> None:
+    def start(self, chip: Am7990, *, bswp: bool = True) -> None:
         """The drivers' bring-up on this image: CSR0=STOP, CSR1/CSR2=iadr, CSR3=BSWP, CSR0=INIT,
         CSR0=IDON (acknowledge), CSR0=INEA|STRT."""
         for rap, value in ((0, 0x0004), (1, self.iadr & 0xFFFF), (2, (self.iadr >> 16) & 0xFF),
@@ -264,7 +273,7 @@ def _lance_address() -> st.SearchStrategy[int]:
 
 
 @st.composite
-def hostile_rings(draw) -> RingImage:
+def hostile_rings(draw: st.DrawFn) -> RingImage:
     """A ``RingImage`` with an init block and rings as a hostile or buggy guest could leave them
     (see the module docstring). Descriptor words are drawn per descriptor: OWN/STP/ENP/ERR bits in
     any combination, BCNT at its edges or anywhere, buffers anywhere."""
@@ -273,7 +282,7 @@ def hostile_rings(draw) -> RingImage:
     iadr = draw(st.one_of(st.just(RAM_LANCE_BASE), st.integers(0, RAM_SIZE - 24).map(
         lambda off: RAM_LANCE_BASE + (off & ~1))))
     rlen, tlen = draw(st.integers(0, 7)), draw(st.integers(0, 7))
-    init = {
+    init: dict[str, Any] = {
         "mode": draw(st.one_of(st.sampled_from(MODE_EDGES), st.integers(0, 0xFFFF))),
         "padr": draw(st.one_of(st.just(bytes(CARD_MAC)), st.binary(min_size=6, max_size=6))),
         "ladrf": draw(st.one_of(st.just(0), st.just(2**64 - 1), st.integers(0, 2**64 - 1))),

@@ -22,16 +22,19 @@ import enum
 import logging
 import struct
 import zlib
+from typing import Any, Callable, Literal, Optional, SupportsInt, Union, cast
 
+_lance_paths: Optional[Callable[[bytearray, bytearray], Any]]
 try:  # the C core's per-frame descriptor paths (or their pure-Python twins): native/SPEC.md
     from native import LANCE_TX_OUT, lance_paths as _lance_paths
 except ImportError:  # pragma: no cover - lance used without the native package: general paths
     LANCE_TX_OUT, _lance_paths = 0, None
 
+from .buffers import BytesLike
 from .csr import (
     CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
-from .dma import GenericDma, RamDma
+from .dma import DescriptorDma, DmaPort, GenericDma, RamDma
 from .fcs import crc32_bytes
 from .filter import address_filter
 from .layouts import decode_init
@@ -40,6 +43,12 @@ from .timing import (
     MIN_FRAME_WITHOUT_FCS, RX_MAX_FRAME_WITH_FCS, RX_MAX_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS,
     frame_wire_ns,
 )
+
+#: ``irq(level)``: the chip's INTR line changed (True: asserted).
+IrqCallback = Callable[[bool], None]
+#: ``transmit(frame_with_fcs, t_ns)``: a frame left at emulated time ``t_ns``; False: it was not
+#: carried (TMD3.LCAR), True or None: it was.
+TransmitCallback = Callable[[bytes, int], Optional[bool]]
 
 log_rx = logging.getLogger("a2065.lance.rx")
 log_tx = logging.getLogger("a2065.lance.tx")
@@ -125,7 +134,7 @@ class Counters:
     polls: int = 0
 
     @property
-    def rx_dropped_by(self) -> dict:
+    def rx_dropped_by(self) -> dict[str, int]:
         """Dropped frames by reason: {"off": n, "loopback": n, "busy": n, ...}."""
         return {f.name[len("rx_dropped_"):]: getattr(self, f.name)
                 for f in dataclasses.fields(self) if f.name.startswith("rx_dropped_")}
@@ -148,7 +157,13 @@ _FCS_BYTES = struct.Struct("<I").pack
 class Am7990:
     """The LANCE. See docs/architecture.md (lance contract) for the public API."""
 
-    def __init__(self, dma, *, irq=None, transmit=None, timing="fast", name="lance"):
+    # set by the dma setter: the RAM behind a plain RamDma (the hot paths' direct access) or None
+    _ram: Optional[bytearray]
+    _ram_mask: int
+
+    def __init__(self, dma: DmaPort, *, irq: Optional[IrqCallback] = None,
+                 transmit: Optional[TransmitCallback] = None, timing: str = "fast",
+                 name: str = "lance") -> None:
         if timing not in ("fast", "wire"):
             raise ValueError(f"timing must be 'fast' or 'wire', not {timing!r}")
         self.irq = irq
@@ -176,10 +191,10 @@ class Am7990:
         self._tx_idx = 0
         self._accepts = address_filter(self._padr, 0, False)  # rebuilt with PADR/LADRF/MODE
         # events (absolute ns or None)
-        self._tx_poll_at = None  # periodic idle poll
-        self._tx_gap_at = None  # poll after a frame + inter-frame gap (wire)
-        self._tx_flight = None  # dict: frame in transmission (wire)
-        self._rx_flight = None  # dict: frame being received (wire)
+        self._tx_poll_at: Optional[int] = None  # periodic idle poll
+        self._tx_gap_at: Optional[int] = None  # poll after a frame + inter-frame gap (wire)
+        self._tx_flight: Optional[dict[str, Any]] = None  # frame in transmission (wire)
+        self._rx_flight: Optional[dict[str, Any]] = None  # frame being received (wire)
         self._rx_idle_at = 0
         self._ram_reported = False  # the host calls ram_written() after its RAM writes
         self._tx_idle_seen = False  # current TMD seen not owned, nothing changed since
@@ -285,12 +300,12 @@ class Am7990:
         return self._ladrf
 
     @property
-    def rx_ring(self) -> tuple:
+    def rx_ring(self) -> tuple[int, int, int]:
         """(base, entries, current index)."""
         return (self._rdra, self._rlen, self._rx_idx)
 
     @property
-    def tx_ring(self) -> tuple:
+    def tx_ring(self) -> tuple[int, int, int]:
         return (self._tdra, self._tlen, self._tx_idx)
 
     @property
@@ -395,9 +410,10 @@ class Am7990:
         self._csr0 = c
 
     # ------------------------------------------------------------------ time
-    def _next_event(self):
+    def _next_event(self) -> tuple[Optional[int], Optional[str]]:
         """(time, kind) of the earliest event; at equal times rx, then tx, gap, poll."""
-        best = which = None
+        best: Optional[int] = None
+        which: Optional[str] = None
         f = self._rx_flight
         if f is not None:
             best, which = f["at"], "rx"
@@ -412,11 +428,11 @@ class Am7990:
             best, which = t, "poll"
         return best, which
 
-    def next_deadline(self):
+    def next_deadline(self) -> Optional[int]:
         """Absolute ns of the next internal event (idle TX polls included), or None."""
         return self._next_event()[0]
 
-    def next_visible_deadline(self):
+    def next_visible_deadline(self) -> Optional[int]:
         """Absolute ns of the next event that can change what a driver sees, or None: every
         event except an idle TX poll (TDMD clear and the current TMD not owned), which changes
         nothing a driver can read. A host that runs its CPU in slices, and ends one when a
@@ -496,23 +512,23 @@ class Am7990:
 
     # ------------------------------------------------------------------ guest data helpers
     @property
-    def dma(self):
+    def dma(self) -> DescriptorDma:
         return self._dma
 
     @dma.setter
-    def dma(self, port) -> None:
+    def dma(self, port: DmaPort) -> None:
         """Set the DMA port (any DmaPort; one without ``read_desc`` is wrapped in GenericDma).
         A plain RamDma over a power-of-two RAM also enables the RX hot path."""
         if not hasattr(port, "read_desc"):
             port = GenericDma(port)
-        self._dma = port
+        self._dma = cast(DescriptorDma, port)  # it has read_desc now
         self._tx_idle_seen = False
         self._ram = None
         self._ram_mask = 0
         self._ram_size = 0
         # native.lance_paths: (RAM handle, TX buffer handle, rx_store, tx_take); releasing the
         # old handles lets the host resize a RAM this chip no longer uses
-        self._ram_paths = (None, None, None, None)
+        self._ram_paths: tuple[Any, Any, Any, Any] = (None, None, None, None)
         self._tx_out = None
         if (type(port) is RamDma and port.size == port.mask + 1
                 and port.size & (port.size - 1) == 0 and _lance_paths is not None):
@@ -548,7 +564,7 @@ class Am7990:
             pos += _MAX_XFER
         return span
 
-    def _span_write(self, start: int, span) -> None:
+    def _span_write(self, start: int, span: BytesLike) -> None:
         for pos in range(0, len(span), _MAX_XFER):
             self.dma.write((start + pos) & 0xFFFFFF, span[pos:pos + _MAX_XFER])
 
@@ -563,7 +579,7 @@ class Am7990:
         off = addr - start
         return bytes(span[off:off + n])
 
-    def _write_data(self, addr: int, data) -> None:
+    def _write_data(self, addr: int, data: BytesLike) -> None:
         if self._csr3 & _BSWP:
             self.dma.write(addr, data)
             return
@@ -662,7 +678,7 @@ class Am7990:
             if not self._csr0 & _TXON:
                 break
 
-    def _tx_fetch(self):
+    def _tx_fetch(self) -> Union[None, Literal[True], dict[str, Any]]:
         """Look at the current TX descriptor. Returns None (not owned: stay on it), True (a
         descriptor was consumed without a frame), or a job dict for a frame to send."""
         dma = self.dma
@@ -726,7 +742,7 @@ class Am7990:
         dur = rtry * SLOT_NS if rtry else frame_wire_ns(len(frame))  # RTRY duration unverified
         return {"at": self.now + dur, "frame": frame, "descs": descs, "rtry": rtry}
 
-    def _tx_finish(self, job, t: int) -> None:
+    def _tx_finish(self, job: dict[str, Any], t: int) -> None:
         """Complete a frame: transmit/loop it, write descriptors (TMD3 before TMD1, OWN last)."""
         dma = self.dma
         c = self.counters
@@ -771,7 +787,7 @@ class Am7990:
         self._tx_gap_at = self.now + IFG_NS if self._csr0 & _TXON else None
 
     # ------------------------------------------------------------------ receive
-    def receive(self, frame, *, has_fcs: bool = False) -> RxStatus:
+    def receive(self, frame: BytesLike, *, has_fcs: bool = False) -> RxStatus:
         """Offer one frame from the wire at ``now``. ``has_fcs``: the last 4 bytes are its FCS
         (checked: RMD1.CRC on mismatch); otherwise it is padded to 60 and an FCS appended."""
         c = self.counters
@@ -807,7 +823,7 @@ class Am7990:
         self._update_irq()
         return st
 
-    def _receive(self, frame, has_fcs, n) -> RxStatus:
+    def _receive(self, frame: BytesLike, has_fcs: bool, n: int) -> RxStatus:
         """The general receive path (every case; ``rx_offered`` already counted)."""
         c = self.counters
         if not self._csr0 & _RXON:
@@ -841,6 +857,7 @@ class Am7990:
                 # the frame still occupies the wire
                 self._rx_idle_at = self.now + frame_wire_ns(n if has_fcs else n + FCS_LEN) + IFG_NS
             return _FILTERED
+        data: BytesLike
         if has_fcs:
             data = bytes(frame)
             fcs = b""
@@ -887,7 +904,7 @@ class Am7990:
         crc_bad = len(frame) < 4 or zlib.crc32(frame) != _CRC_RESIDUE
         self._rx_store(frame, b"", crc_bad)
 
-    def _rx_store(self, data, fcs, crc_bad) -> RxStatus:
+    def _rx_store(self, data: BytesLike, fcs: bytes, crc_bad: bool) -> RxStatus:
         """Store a frame (data + fcs) into the RX ring at the current index."""
         self._tx_idle_seen = False  # RAM written (rings may overlap)
         dma = self.dma
@@ -923,7 +940,8 @@ class Am7990:
             return RxStatus.ACCEPTED
         return self._rx_store_chain(bytes(data) + fcs, crc_bad, a, w0, w1, w2)
 
-    def _rx_store_chain(self, whole: bytes, crc_bad, a, w0, w1, w2) -> RxStatus:
+    def _rx_store_chain(self, whole: bytes, crc_bad: bool, a: int, w0: int, w1: int,
+                        w2: int) -> RxStatus:
         """A frame longer than the current buffer: STP on the first, ENP on the last; a next
         descriptor not owned gives ERR|BUFF in the current one and drops the rest (ref: M, TME).
         The first buffer's 64-byte minimum (DS90 p.28) is not enforced. unverified"""
@@ -1008,12 +1026,12 @@ class Am7990:
                                 + c.rx_in_flight)
 
     # ------------------------------------------------------------------ snapshot
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """Plain-data state: registers, init state, ring indexes, events and in-flight frames."""
-        def flight(f):
+        def flight(f: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
             if f is None:
                 return None
-            d = {"at": f["at"], "frame": bytes(f["frame"])}
+            d: dict[str, Any] = {"at": f["at"], "frame": bytes(f["frame"])}
             if "crc_bad" in f:
                 d["crc_bad"] = bool(f["crc_bad"])
             if "descs" in f:
@@ -1048,7 +1066,7 @@ class Am7990:
             "counters": dataclasses.asdict(self.counters),
         }
 
-    def restore(self, d: dict) -> None:
+    def restore(self, d: dict[str, Any]) -> None:
         """Load a ``snapshot()`` dict. The IRQ line is set to the saved level without a callback."""
         if d.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported lance state version {d.get('version')!r} (this build "
@@ -1099,5 +1117,5 @@ def _pow2_ring(n: int) -> int:
     return 1 << (n.bit_length() - 1)
 
 
-def _opt_int(v):
+def _opt_int(v: Optional[SupportsInt]) -> Optional[int]:
     return None if v is None else int(v)

@@ -7,6 +7,7 @@ access wraps modulo the RAM size. Words are big-endian (the 68k bus, MSB on D15-
 import struct
 from typing import Protocol, runtime_checkable
 
+from .buffers import BytesLike
 from .layouts import DESC as _D
 
 _W = struct.Struct(">H")
@@ -20,7 +21,15 @@ class DmaPort(Protocol):
 
     def read(self, addr: int, length: int) -> bytes: ...
 
-    def write(self, addr: int, data) -> None: ...
+    def write(self, addr: int, data: BytesLike) -> None: ...
+
+
+@runtime_checkable
+class DescriptorDma(DmaPort, Protocol):
+    """A DmaPort that also reads a descriptor's four words at once: what the chip keeps (a port
+    without ``read_desc`` is wrapped in `GenericDma`)."""
+
+    def read_desc(self, addr: int) -> tuple[int, ...]: ...
 
 
 class RamDma:
@@ -32,7 +41,7 @@ class RamDma:
 
     __slots__ = ("ram", "mask", "size")
 
-    def __init__(self, ram: bytearray, mask: int = 0x7FFF):
+    def __init__(self, ram: bytearray, mask: int = 0x7FFF) -> None:
         if not isinstance(ram, bytearray):
             raise TypeError("RamDma needs a bytearray")
         if len(ram) == 0:
@@ -48,7 +57,8 @@ class RamDma:
     def read16(self, addr: int) -> int:
         a = (addr & self.mask) % self.size
         if a + 2 <= self.size:
-            return _W.unpack_from(self.ram, a)[0]
+            value: int = _W.unpack_from(self.ram, a)[0]
+            return value
         return (self.ram[a] << 8) | self.ram[(a + 1) % self.size]
 
     def write16(self, addr: int, value: int) -> None:
@@ -59,7 +69,7 @@ class RamDma:
             self.ram[a] = (value >> 8) & 0xFF
             self.ram[(a + 1) % self.size] = value & 0xFF
 
-    def read_desc(self, addr: int) -> tuple:
+    def read_desc(self, addr: int) -> tuple[int, ...]:
         """The four big-endian words of a descriptor at ``addr``."""
         a = (addr & self.mask) % self.size
         if a + 8 <= self.size and a + 8 <= self.mask + 1:
@@ -77,7 +87,7 @@ class RamDma:
             out[i] = self.ram[((addr + i) & self.mask) % self.size]
         return bytes(out)
 
-    def write(self, addr: int, data) -> None:
+    def write(self, addr: int, data: BytesLike) -> None:
         n = len(data)
         a = (addr & self.mask) % self.size
         end = a + n
@@ -94,20 +104,21 @@ class GenericDma:
 
     __slots__ = ("port",)
 
-    def __init__(self, port):
+    def __init__(self, port: DmaPort) -> None:
         self.port = port
 
-    def read16(self, addr):
+    def read16(self, addr: int) -> int:
         return self.port.read16(addr & 0xFFFFFF) & 0xFFFF
 
-    def write16(self, addr, value):
+    def write16(self, addr: int, value: int) -> None:
         self.port.write16(addr & 0xFFFFFF, value & 0xFFFF)
 
-    def read_desc(self, addr):
+    def read_desc(self, addr: int) -> tuple[int, ...]:
         return tuple(self.read16(addr + 2 * i) for i in range(4))
 
-    def read(self, addr, length):
+    def read(self, addr: int, length: int) -> bytes:
         return bytes(self.port.read(addr & 0xFFFFFF, length))
 
-    def write(self, addr, data):
+    def write(self, addr: int, data: BytesLike) -> None:
+
         self.port.write(addr & 0xFFFFFF, bytes(data))

@@ -8,18 +8,24 @@ machine of BENCHMARKS.md, the largest single cost of the chip's per-frame paths.
 core it is zlib.
 """
 import zlib
+from typing import Callable, Optional
+
+#: ``crc32_bytes(data, n, crc)``: the CRC-32 of ``data`` (``n`` bytes long) continued from ``crc``.
+Crc32Bytes = Callable[[bytes, int, int], int]
 
 
 def _zlib_crc32_bytes(data: bytes, n: int, crc: int) -> int:
     return zlib.crc32(data, crc)
 
 
-def _c_crc32_bytes():
+def _c_crc32_bytes() -> Optional[Crc32Bytes]:
     try:
         import native
     except ImportError:
         return None
-    return native.lib.a2065_crc32 if native.IMPLEMENTATION == "c" else None
+    c_crc32: Crc32Bytes = native.lib.a2065_crc32
+    return c_crc32 if native.IMPLEMENTATION == "c" else None
 
 
-crc32_bytes = _c_crc32_bytes() or _zlib_crc32_bytes
+crc32_bytes: Crc32Bytes = _c_crc32_bytes() or _zlib_crc32_bytes
+

@@ -13,16 +13,22 @@ h = (~zlib.crc32(dst) & 0xFFFFFFFF) >> 26 == 63 - (zlib.crc32(dst) >> 26).
 whenever PADR, LADRF or MODE change (INIT, restore) and calls it for every frame it receives.
 """
 import zlib
+from typing import Callable, Iterable
+
+from .buffers import BytesLike
+
+#: The receiver's filter: True if a frame whose destination address is the argument is taken.
+AddressFilter = Callable[[BytesLike], bool]
 
 BROADCAST = b"\xff\xff\xff\xff\xff\xff"
 
 
-def ladrf_hash(dst: bytes) -> int:
+def ladrf_hash(dst: BytesLike) -> int:
     """Bit index 0..63 of LADRF that a group address ``dst`` (6 bytes) selects."""
     return 63 - (zlib.crc32(bytes(dst[:6])) >> 26)
 
 
-def ladrf_from_addresses(addresses) -> int:
+def ladrf_from_addresses(addresses: Iterable[BytesLike]) -> int:
     """LADRF as a 64-bit int (bit h = word h>>4 bit h&15) accepting the given group addresses."""
     v = 0
     for a in addresses:
@@ -30,32 +36,32 @@ def ladrf_from_addresses(addresses) -> int:
     return v
 
 
-def ladrf_words(ladrf: int) -> tuple:
+def ladrf_words(ladrf: int) -> tuple[int, ...]:
     """The four init-block words (IB+8..IB+14) for a 64-bit LADRF value."""
     return tuple((ladrf >> (16 * i)) & 0xFFFF for i in range(4))
 
 
-def _accept_all(dst) -> bool:
+def _accept_all(dst: BytesLike) -> bool:
     return True
 
 
-def address_filter(padr: bytes, ladrf: int, prom: bool):
-    """The receiver's filter for one PADR/LADRF/PROM setting: a function ``accepts(dst)`` that
+def address_filter(padr: BytesLike, ladrf: int, prom: int) -> AddressFilter:
+    """The receiver's filter for one PADR/LADRF/PROM (any true value: MODE & PROM) setting: a function ``accepts(dst)`` that
     is True if a frame whose destination address is ``dst`` (exactly 6 bytes: bytes, or a
     read-only memoryview) is taken. Callers with a shorter destination refuse it themselves
     (``accepts`` below)."""
     if prom:
         return _accept_all
-    padr = bytes(padr)
+    own = bytes(padr)
     ladrf = int(ladrf)
-    if not ladrf and not padr[0] & 1:
+    if not ladrf and not own[0] & 1:
         # Only PADR and broadcast can pass: set membership, one C call (hence hashable dst).
-        return frozenset((padr, BROADCAST)).__contains__
+        return frozenset((own, BROADCAST)).__contains__
     crc32 = zlib.crc32
 
-    def accepts(dst) -> bool:
+    def accepts(dst: BytesLike) -> bool:
         if not dst[0] & 1:
-            return dst == padr
+            return dst == own
         if dst == BROADCAST:
             return True
         return (ladrf >> (63 - (crc32(dst) >> 26))) & 1 == 1
@@ -63,10 +69,11 @@ def address_filter(padr: bytes, ladrf: int, prom: bool):
     return accepts
 
 
-def accepts(dst: bytes, padr: bytes, ladrf: int, prom: bool) -> bool:
+def accepts(dst: BytesLike, padr: BytesLike, ladrf: int, prom: bool) -> bool:
     """True if the receiver with this PADR/LADRF/PROM takes a frame whose destination is ``dst``
     (a destination shorter than 6 bytes only in PROM)."""
-    dst = bytes(dst[:6])
-    if len(dst) < 6:
+    head = bytes(dst[:6])
+    if len(head) < 6:
         return bool(prom)
-    return address_filter(padr, ladrf, prom)(dst)
+    return address_filter(padr, ladrf, prom)(head)
+

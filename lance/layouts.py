@@ -13,10 +13,13 @@ lance/csr.py; both codecs take their field names (lower case) and positions from
 All words are big-endian as the 68k stores them; BSWP never applies to them (ref: L-7990, M).
 PADR is little-endian *within* each word: MAC byte 0 is the low byte of word 1 (IB+3 in RAM).
 """
+import enum
 import struct
+from typing import Any
 
 from construct import Array, BitsInteger, BitStruct, Flag, Int16ub, Struct
 
+from .buffers import BytesLike
 from .csr import BCNT_MASK, HADR_MASK, MCNT_MASK, RMD1, TDR_MASK, TMD1, TMD3
 
 DESC = struct.Struct(">4H")
@@ -38,11 +41,11 @@ INIT_BLOCK = Struct(
 )
 
 
-def _status_fields(flags) -> tuple:
+def _status_fields(flags: type[enum.IntFlag]) -> tuple[tuple[str, int], ...]:
     """(name, bit) of every single-bit member of a descriptor-word IntFlag, most significant
     first: the one definition of the bits (lance/csr.py) drives both codecs below."""
     members = [m for m in flags.__members__.values() if m.value and not m.value & (m.value - 1)]
-    return tuple((m.name.lower(), int(m.value)) for m in sorted(members, key=lambda m: -m.value))
+    return tuple((str(m.name).lower(), int(m.value)) for m in sorted(members, key=lambda m: -m.value))
 
 
 _RMD1_FIELDS = _status_fields(RMD1)  # own err fram oflo crc buff stp enp
@@ -50,7 +53,7 @@ _TMD1_FIELDS = _status_fields(TMD1)  # own err res13 more one def stp enp
 _TMD3_FIELDS = _status_fields(TMD3)  # buff uflo res13 lcol lcar rtry
 
 
-def _bits(fields, low_name: str, low_width: int) -> BitStruct:
+def _bits(fields: tuple[tuple[str, int], ...], low_name: str, low_width: int) -> Any:
     """A 16-bit word: the flags from bit 15 down, then a ``low_width``-bit field."""
     if [bit for _, bit in fields] != [0x8000 >> i for i in range(len(fields))] \
             or len(fields) + low_width != 16:
@@ -75,8 +78,8 @@ TMD = Struct(
 )
 
 
-def _word(w: int, fields, low_name: str, low_mask: int) -> dict:
-    d = {name: bool(w & bit) for name, bit in fields}
+def _word(w: int, fields: tuple[tuple[str, int], ...], low_name: str, low_mask: int) -> dict[str, int]:
+    d: dict[str, int] = {name: bool(w & bit) for name, bit in fields}
     d[low_name] = w & low_mask
     return d
 
@@ -97,7 +100,7 @@ def bcnt_word(length: int) -> int:
     return 0xF000 | ((-length) & 0xFFF)
 
 
-def decode_init(data) -> dict:
+def decode_init(data: BytesLike) -> dict[str, Any]:
     """Decode a 24-byte init block with the struct codec into chip-level values."""
     w = INIT_WORDS.unpack_from(data, 0)
     padr = bytes((w[1] & 0xFF, w[1] >> 8, w[2] & 0xFF, w[2] >> 8, w[3] & 0xFF, w[3] >> 8))
@@ -113,7 +116,8 @@ def decode_init(data) -> dict:
     }
 
 
-def encode_init(*, mode=0, padr=b"\0" * 6, ladrf=0, rdra=0, rlen=1, tdra=0, tlen=1) -> bytes:
+def encode_init(*, mode: int = 0, padr: BytesLike = b"\0" * 6, ladrf: int = 0, rdra: int = 0,
+                rlen: int = 1, tdra: int = 0, tlen: int = 1) -> bytes:
     """Build a 24-byte init block (rlen/tlen are entry counts, powers of two 1..128)."""
     padr = bytes(padr)
     rl = max(0, min(7, int(rlen).bit_length() - 1))
@@ -127,7 +131,7 @@ def encode_init(*, mode=0, padr=b"\0" * 6, ladrf=0, rdra=0, rlen=1, tdra=0, tlen
     )
 
 
-def decode_rmd(data, offset: int = 0) -> dict:
+def decode_rmd(data: BytesLike, offset: int = 0) -> dict[str, Any]:
     """Decode an 8-byte receive descriptor with the struct codec (construct field names)."""
     w0, w1, w2, w3 = DESC.unpack_from(data, offset)
     return {
@@ -138,7 +142,7 @@ def decode_rmd(data, offset: int = 0) -> dict:
     }
 
 
-def decode_tmd(data, offset: int = 0) -> dict:
+def decode_tmd(data: BytesLike, offset: int = 0) -> dict[str, Any]:
     """Decode an 8-byte transmit descriptor with the struct codec (construct field names)."""
     w0, w1, w2, w3 = DESC.unpack_from(data, offset)
     return {
@@ -149,7 +153,7 @@ def decode_tmd(data, offset: int = 0) -> dict:
     }
 
 
-def descriptor_summary(data, offset: int = 0) -> dict:
+def descriptor_summary(data: BytesLike, offset: int = 0) -> dict[str, int]:
     """What a reader of a ring wants from the descriptor at ``data[offset:offset + 8]`` (RX or
     TX): buffer address, OWN, the status byte (word 1 bits 15:8), buffer length and word 3
     (RMD3 MCNT or TMD3). Big-endian words whatever CSR3.BSWP says."""

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any, Optional
+
+from .buffers import BytesLike
 
 from .chip import Am7990
 from .csr import CSR0, CSR3
@@ -20,12 +23,14 @@ _W = struct.Struct(">H")
 class Rig:
     """RAM + chip. Ring layout: init block at ``iadr``, RX ring, TX ring, RX buffers, TX buffers."""
 
-    def __init__(self, timing="fast", *, mode=0, padr=MAC, ladrf=0, rlen=4, tlen=4,
-                 rx_buf=1544, tx_buf=1544, bswp=True, iadr=0x8000, transmit=True, link=True):
+    def __init__(self, timing: str = "fast", *, mode: int = 0, padr: BytesLike = MAC,
+                 ladrf: int = 0, rlen: int = 4, tlen: int = 4, rx_buf: int = 1544,
+                 tx_buf: int = 1544, bswp: bool = True, iadr: int = 0x8000,
+                 transmit: bool = True, link: bool = True) -> None:
         self.ram = bytearray(32768)
         self.dma = RamDma(self.ram, 0x7FFF)
-        self.irq_edges = []
-        self.sent = []  # (frame, t_ns)
+        self.irq_edges: list[bool] = []
+        self.sent: list[tuple[bytes, int]] = []  # (frame, t_ns)
         self.link = link
         self.chip = Am7990(self.dma, irq=self.irq_edges.append,
                            transmit=self._transmit if transmit else None, timing=timing)
@@ -41,7 +46,7 @@ class Rig:
         self.tx_bufs = [tx0 + i * tx_buf for i in range(tlen)]
 
     # -------------------------------------------------------------- plumbing
-    def _transmit(self, frame, t):
+    def _transmit(self, frame: bytes, t: int) -> bool:
         self.sent.append((bytes(frame), t))
         return self.link
 
@@ -52,9 +57,10 @@ class Rig:
         _W.pack_into(self.ram, self.off(addr), v & 0xFFFF)
 
     def r16(self, addr: int) -> int:
-        return _W.unpack_from(self.ram, self.off(addr))[0]
+        value: int = _W.unpack_from(self.ram, self.off(addr))[0]
+        return value
 
-    def put(self, addr: int, data: bytes) -> None:
+    def put(self, addr: int, data: BytesLike) -> None:
         for i, b in enumerate(data):  # wraps at 32 KB like the board
             self.ram[self.off(addr + i)] = b
 
@@ -79,7 +85,7 @@ class Rig:
                                         rdra=self.rdra, rlen=self.rlen, tdra=self.tdra,
                                         tlen=self.tlen))
 
-    def write_rings(self, rx_own=True) -> None:
+    def write_rings(self, rx_own: bool = True) -> None:
         for i in range(self.rlen):
             self.set_rmd(i, own=rx_own)
         for i in range(self.tlen):
@@ -90,7 +96,8 @@ class Rig:
             self.w16(a + 4, 0xF000)
             self.w16(a + 6, 0)
 
-    def set_rmd(self, i, *, own=True, length=None, buf=None):
+    def set_rmd(self, i: int, *, own: bool = True, length: Optional[int] = None,
+                buf: Optional[int] = None) -> None:
         b = self.rx_bufs[i] if buf is None else buf
         a = self.rdra + 8 * i
         self.w16(a, b & 0xFFFF)
@@ -98,7 +105,7 @@ class Rig:
         self.w16(a + 6, 0)
         self.w16(a + 2, (0x8000 if own else 0) | ((b >> 16) & 0xFF))
 
-    def init(self, *, start=True, inea=True, rx_own=True) -> None:
+    def init(self, *, start: bool = True, inea: bool = True, rx_own: bool = True) -> None:
         """Linux-style bring-up: STOP, CSR1-3, build memory, INIT, ack IDON, INEA|STRT."""
         self.csr_write(0, CSR0.STOP)
         self.csr_write(1, self.iadr & 0xFFFF)
@@ -112,21 +119,21 @@ class Rig:
             self.csr_write(0, (CSR0.INEA if inea else 0) | CSR0.STRT)
 
     # -------------------------------------------------------------- descriptors
-    def rmd(self, i):
+    def rmd(self, i: int) -> tuple[int, ...]:
         a = self.rdra + 8 * i
         return tuple(self.r16(a + 2 * k) for k in range(4))
 
-    def tmd(self, i):
+    def tmd(self, i: int) -> tuple[int, ...]:
         a = self.tdra + 8 * i
         return tuple(self.r16(a + 2 * k) for k in range(4))
 
-    def rx_data(self, i, n=None) -> bytes:
+    def rx_data(self, i: int, n: Optional[int] = None) -> bytes:
         if n is None:
             n = self.rmd(i)[3] & 0xFFF
         return self.get(self.rx_bufs[i], n)
 
-    def queue_tx(self, i, frame: bytes, *, own=True, stp=True, enp=True, tdmd=False,
-                 buf=None) -> None:
+    def queue_tx(self, i: int, frame: BytesLike, *, own: bool = True, stp: bool = True,
+                 enp: bool = True, tdmd: bool = False, buf: Optional[int] = None) -> None:
         """Fill TX buffer i and its descriptor (OWN written last), optionally write TDMD."""
         b = self.tx_bufs[i] if buf is None else buf
         if self.bswp:
@@ -143,15 +150,15 @@ class Rig:
         if tdmd:
             self.csr_write(0, CSR0.INEA | CSR0.TDMD)
 
-    def give_back_rx(self, i) -> None:
+    def give_back_rx(self, i: int) -> None:
         """Return RX descriptor i to the chip as Linux does: MCNT=0, RMD1 = OWN."""
         a = self.rdra + 8 * i
         self.w16(a + 6, 0)
         self.ram[self.off(a + 2)] = 0x80
 
 
-def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype=0x0800, payload=b"",
-          length=None) -> bytes:
+def frame(dst: BytesLike = MAC, src: BytesLike = bytes.fromhex("020000000001"),
+          ethertype: int = 0x0800, payload: BytesLike = b"", length: Optional[int] = None) -> bytes:
     """An Ethernet frame without FCS; ``length`` pads/truncates the payload to that total."""
     f = bytes(dst) + bytes(src) + ethertype.to_bytes(2, "big") + bytes(payload)
     if length is not None:
@@ -159,12 +166,12 @@ def frame(dst=MAC, src=bytes.fromhex("020000000001"), ethertype=0x0800, payload=
     return f
 
 
-def fcs(data: bytes) -> bytes:
+def fcs(data: BytesLike) -> bytes:
     """The Ethernet FCS as it follows a frame in RAM (CRC-32, little-endian)."""
     return zlib.crc32(data).to_bytes(4, "little")
 
 
-def running(**kw) -> Rig:
+def running(**kw: Any) -> Rig:
     """A `Rig(**kw)` already through INIT and started."""
     r = Rig(**kw)
     r.init()
@@ -174,28 +181,28 @@ def running(**kw) -> Rig:
 class RecordingDma(RamDma):
     """RamDma that logs every 16-bit write as (RAM offset, value), for write-order tests."""
 
-    def __init__(self, ram, log):
+    def __init__(self, ram: bytearray, log: list[tuple[int, int]]) -> None:
         super().__init__(ram)
         self.log = log
 
-    def write16(self, addr, value):
+    def write16(self, addr: int, value: int) -> None:
         self.log.append((addr & 0x7FFF, value))
         super().write16(addr, value)
 
 
-def trace_registers(chip: Am7990, log: list) -> None:
+def trace_registers(chip: Am7990, log: list[tuple[str, int]]) -> None:
     """Log every RAP/RDP access made through `chip` from now on: ("rap", value), ("w", value),
     ("r", value). The driver-sequence tests and the 68000 runners compare such traces with the
     sequences the reference gives for the Linux and NetBSD drivers."""
     w_rap, w_rdp, r_rdp = chip.write_rap, chip.write_rdp, chip.read_rdp
 
-    def write_rap(v: int) -> None:
-        log.append(("rap", v & 0xFFFF))
-        w_rap(v)
+    def write_rap(value: int) -> None:
+        log.append(("rap", value & 0xFFFF))
+        w_rap(value)
 
-    def write_rdp(v: int) -> None:
-        log.append(("w", v & 0xFFFF))
-        w_rdp(v)
+    def write_rdp(value: int) -> None:
+        log.append(("w", value & 0xFFFF))
+        w_rdp(value)
 
     def read_rdp() -> int:
         v = r_rdp()

@@ -21,11 +21,14 @@ Thread safety: the C functions are pure over caller buffers. ``segment()`` keeps
 """
 from __future__ import annotations
 
+import array
 import importlib.util
 import logging
 import os
 import threading
 import zlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import oracle
 from .errors import (  # noqa: F401  (re-exported)
@@ -35,6 +38,12 @@ from .errors import (  # noqa: F401  (re-exported)
     MssError, OutSpaceError, ProtocolError, SegmentError, TableSpaceError, TcpHeaderError,
     TruncatedError, UdpHeaderError, UdpNoSegError, UrgError, VlanError, error_for,
 )
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
+
+#: A buffer the C core writes into: a bytearray, a writable memoryview or array.array.
+WritableBuffer = Union[bytearray, memoryview, "array.array[int]"]
+
 from .oracle import CSUM_DETECT, CSUM_NONE, CSUM_PARTIAL, ETH_MAX, ETH_MIN, FRAME_LIMIT  # noqa: F401
 
 __all__ = [
@@ -52,7 +61,7 @@ _OUT_START = 1 << 18  # 256 KB: a 64 KB super-packet at any MSS >= 536 with FCS 
 _TABLE_START = 512
 
 
-def _load_extension():
+def _load_extension() -> tuple[Optional[ModuleType], Optional[str]]:
     if os.environ.get("A2065_NATIVE", "").lower() == "python":
         return None, "forced by A2065_NATIVE=python"
     path = os.environ.get("A2065_NATIVE_LIB")
@@ -61,10 +70,10 @@ def _load_extension():
         if spec is None:
             raise ImportError(f"A2065_NATIVE_LIB={path!r} is not a loadable extension")
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]  # a file spec has a loader
         return mod, None
     try:
-        from . import _native as mod
+        from . import _native as mod  # type: ignore[attr-defined,no-redef]  # built by cffi
     except ImportError as exc:
         return None, str(exc)
     return mod, None
@@ -76,7 +85,7 @@ if _ext is None and not os.environ.get("A2065_NATIVE", "").lower() == "python":
     log.warning("native C core not available (%s); using the pure-Python oracle", _why)
 
 
-def _u32(name, v):
+def _u32(name: str, v: int) -> int:
     if not 0 <= v <= 0xFFFFFFFF:
         raise ArgError(f"{name} out of range")
     return v
@@ -91,7 +100,7 @@ if _ext is not None:
     # an extension built from an older a2065net.c lacks it (fcs_frames then raises ArgError)
     _c_fcs_frames = getattr(lib, "a2065_fcs_frames", None)
 
-    def _cbuf(data):
+    def _cbuf(data: BytesLike) -> tuple[Any, int]:
         """(pointer-compatible object, length): bytes go straight in, other buffers by from_buffer."""
         if type(data) is bytes:
             return data, len(data)
@@ -101,7 +110,7 @@ if _ext is not None:
 
     # The wrappers call C first and check ranges only when cffi refuses a value (OverflowError):
     # the common call (bytes, in-range int) pays no Python-level checks.
-    def checksum(data, initial: int = 0) -> int:
+    def checksum(data: BytesLike, initial: int = 0) -> int:
         """RFC 1071 Internet checksum: ~fold(sum16(data) + initial) & 0xFFFF."""
         try:
             if type(data) is bytes:
@@ -111,7 +120,7 @@ if _ext is not None:
         except OverflowError:
             raise ArgError("initial must fit 32 bits") from None
 
-    def crc32(data, crc: int = 0) -> int:
+    def crc32(data: BytesLike, crc: int = 0) -> int:
         """CRC-32 as ``zlib.crc32(data, crc)``."""
         try:
             if type(data) is bytes:
@@ -121,14 +130,14 @@ if _ext is not None:
         except OverflowError:
             raise ArgError("crc must fit 32 bits") from None
 
-    def fcs(data) -> bytes:
+    def fcs(data: BytesLike) -> bytes:
         """Ethernet FCS as it follows the frame on the wire: crc32 little-endian."""
         if type(data) is bytes:
             return _c_crc32(data, len(data), 0).to_bytes(4, "little")
         p, n = _cbuf(data)
         return _c_crc32(p, n, 0).to_bytes(4, "little")
 
-    def fcs_frames(buf, table, n=None) -> int:
+    def fcs_frames(buf: WritableBuffer, table: BytesLike, n: Optional[int] = None) -> int:
         """Batch FCS in one C call: for each of the first n (offset, length) pairs of ``table``
         (a buffer of uint32, e.g. ``Segmenter.table`` or ``array.array("I")``; default: all),
         write crc32(buf[offset:offset+length]) little-endian at buf[offset+length:+4].
@@ -151,12 +160,12 @@ if _ext is not None:
             raise error_for(r)
         return r
 
-    def impl_info() -> dict:
+    def impl_info() -> dict[str, str]:
         """Which code paths the C core chose at load time, e.g. {"checksum": "avx2", "crc32": "pclmul"}."""
         s = ffi.string(lib.a2065_impl_info()).decode()
         return dict(kv.split("=", 1) for kv in s.split())
 
-    def _set_impl(checksum_wide: bool, crc_clmul) -> bool:
+    def _set_impl(checksum_wide: bool, crc_clmul: bool) -> bool:
         """Tests only: choose the AVX2 checksum / carry-less CRC paths (False: portable). crc_clmul:
         False slice-by-8, True the widest carry-less path (VPCLMULQDQ 256-bit where the CPU has
         it), 2 the 128-bit PCLMULQDQ path. True if possible."""
@@ -165,21 +174,21 @@ if _ext is not None:
 else:
     ffi = lib = None
 
-    def checksum(data, initial: int = 0) -> int:
+    def checksum(data: BytesLike, initial: int = 0) -> int:
         """RFC 1071 Internet checksum: ~fold(sum16(data) + initial) & 0xFFFF."""
         return oracle.checksum(data, initial)
 
-    def crc32(data, crc: int = 0) -> int:
+    def crc32(data: BytesLike, crc: int = 0) -> int:
         """CRC-32 as ``zlib.crc32(data, crc)`` (the fallback uses zlib itself: same function)."""
         if not 0 <= crc <= 0xFFFFFFFF:
             raise ArgError("crc must fit 32 bits")
         return zlib.crc32(data, crc)
 
-    def fcs(data) -> bytes:
+    def fcs(data: BytesLike) -> bytes:
         """Ethernet FCS as it follows the frame on the wire: crc32 little-endian."""
         return crc32(data).to_bytes(4, "little")
 
-    def fcs_frames(buf, table, n=None) -> int:
+    def fcs_frames(buf: WritableBuffer, table: BytesLike, n: Optional[int] = None) -> int:
         """Batch FCS (see the C version): zlib per frame."""
         mv = memoryview(buf).cast("B")
         if mv.readonly:
@@ -199,7 +208,7 @@ else:
             mv[o + ln:o + ln + 4] = zlib.crc32(mv[o:o + ln]).to_bytes(4, "little")
         return n
 
-    def impl_info() -> dict:
+    def impl_info() -> dict[str, str]:
         return {"checksum": "python", "crc32": "zlib"}
 
     def _set_impl(checksum_wide: bool, crc_clmul: bool) -> bool:
@@ -210,7 +219,8 @@ else:
 LANCE_TX_OUT = 4096 + 4
 
 
-def lance_paths(ram: bytearray, out: bytearray):
+def lance_paths(ram: bytearray, out: bytearray) -> tuple[Any, Any, Callable[..., int],
+                                                        Callable[..., int]]:
     """The Am7990 model's per-frame paths over ``ram`` (the board RAM, a power-of-two size) and
     ``out`` (a transmit buffer of at least ``LANCE_TX_OUT`` bytes), as
     ``(ram_handle, out_handle, rx_store, tx_take)`` with ``rx_store(ram_handle, size, desc, frame,
@@ -236,10 +246,10 @@ class Segmenter:
     thread-safe.
     """
 
-    def __init__(self, out_cap: int = _OUT_START, table_cap: int = _TABLE_START):
+    def __init__(self, out_cap: int = _OUT_START, table_cap: int = _TABLE_START) -> None:
         self._alloc(out_cap, table_cap)
 
-    def _alloc(self, out_cap, table_cap):
+    def _alloc(self, out_cap: int, table_cap: int) -> None:
         self.out_cap = out_cap
         self.table_cap = table_cap
         self.out = bytearray(out_cap)
@@ -253,8 +263,8 @@ class Segmenter:
 
             self.table = memoryview(array.array("I", bytes(8 * table_cap))).cast("B").cast("I")
 
-    def run(self, frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
-            append_fcs=False) -> int:
+    def run(self, frame: BytesLike, *, gso_size: int = 0, mss: int = 0, csum: int = CSUM_NONE,
+            csum_start: int = 0, csum_offset: int = 0, append_fcs: bool = False) -> int:
         if lib is not None:
             if type(frame) is bytes:
                 p, n = frame, len(frame)
@@ -281,13 +291,13 @@ class Segmenter:
             off += len(f)
         return len(frames)
 
-    def views(self, n: int) -> list:
+    def views(self, n: int) -> list[memoryview]:
         """memoryviews into the out buffer (valid until the next run())."""
         it = iter(self.table[:2 * n])
         mv = self._mv
         return [mv[o:o + ln] for o, ln in zip(it, it)]
 
-    def take(self, n: int) -> list:
+    def take(self, n: int) -> list[memoryview]:
         """The n frames copied out once, for a queue: one ``bytes`` copy of the used region and
         a read-only memoryview per frame into it. Unlike views(), they stay valid after the next
         run(); the copy lives as long as any of its views (the bridge's hot path)."""
@@ -298,7 +308,7 @@ class Segmenter:
         it = iter(t[:2 * n])
         return [blob[o:o + ln] for o, ln in zip(it, it)]
 
-    def frames(self, n: int) -> list:
+    def frames(self, n: int) -> list[bytes]:
         """The n frames as bytes (one copy of the used region, then slices: fewer allocations)."""
         if n == 0:
             return []
@@ -317,8 +327,8 @@ def _segmenter() -> Segmenter:
     return s
 
 
-def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
-            append_fcs=False) -> list:
+def segment(frame: BytesLike, *, gso_size: int = 0, mss: int = 0, csum: int = CSUM_NONE,
+            csum_start: int = 0, csum_offset: int = 0, append_fcs: bool = False) -> list[bytes]:
     """native/SPEC.md: the wire frames a captured (super-)frame stands for, or a SegmentError."""
     if lib is None:
         return oracle.segment(frame, gso_size=gso_size, mss=mss, csum=csum, csum_start=csum_start,
@@ -340,8 +350,9 @@ def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offs
                 s._alloc(s.out_cap, s.table_cap * 4)
 
 
-def segment_into(frame, out, table, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0,
-                 csum_offset=0, append_fcs=False) -> int:
+def segment_into(frame: BytesLike, out: WritableBuffer, table: WritableBuffer, *, gso_size: int = 0,
+                 mss: int = 0, csum: int = CSUM_NONE, csum_start: int = 0, csum_offset: int = 0,
+                 append_fcs: bool = False) -> int:
     """segment() into caller buffers: ``out`` (writable bytes-like) and ``table`` (writable buffer of
     uint32 (offset, length) pairs, e.g. ``array.array("I", ...)``). Returns the frame count.
 

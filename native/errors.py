@@ -4,6 +4,8 @@ The C core returns the negative code; the Python API and the oracle raise the su
 :class:`SegmentError` that carries that code.
 """
 
+from typing import Optional
+
 ERR_TRUNCATED = -1
 ERR_ETHERTYPE = -2
 ERR_VLAN = -3
@@ -27,13 +29,13 @@ class SegmentError(ValueError):
     code = 0
     reason = "segmentation error"
 
-    def __init__(self, detail=None):
+    def __init__(self, detail: Optional[str] = None) -> None:
         self.detail = detail
         super().__init__(f"{self.reason} ({self.code})" + (f": {detail}" if detail else ""))
 
 
-def _make(name, code, reason):
-    cls = type(name, (SegmentError,), {"code": code, "reason": reason, "__doc__": reason})
+def _make(name: str, code: int, reason: str) -> type[SegmentError]:
+    cls: type[SegmentError] = type(name, (SegmentError,), {"code": code, "reason": reason, "__doc__": reason})
     return cls
 
 
@@ -63,7 +65,7 @@ ERRORS = {
 }
 
 
-def error_for(code, detail=None):
+def error_for(code: int, detail: Optional[str] = None) -> SegmentError:
     """The exception instance for a negative C return code."""
     cls = ERRORS.get(code)
     if cls is None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 from .errors import (
     ERR_ARG, ArgError, EthertypeError, ExtHeaderError, FragmentError, IpHeaderError, MssError,
@@ -53,7 +57,7 @@ def _fold(x: int) -> int:
     return 0 if x == 0 else (x - 1) % 0xFFFF + 1
 
 
-def sum16(data) -> int:
+def sum16(data: BytesLike) -> int:
     """Folded ones'-complement sum of big-endian 16-bit words (odd tail byte padded with 0).
 
     ``int.from_bytes`` of the data is congruent to the sum of its words modulo 0xFFFF, and it is 0
@@ -65,7 +69,7 @@ def sum16(data) -> int:
     return _fold(int.from_bytes(data, "big"))
 
 
-def checksum(data, initial: int = 0) -> int:
+def checksum(data: BytesLike, initial: int = 0) -> int:
     """RFC 1071 Internet checksum: ~fold(sum16(data) + initial) & 0xFFFF."""
     if not 0 <= initial <= 0xFFFFFFFF:
         raise ArgError("initial must fit 32 bits")
@@ -75,7 +79,7 @@ def checksum(data, initial: int = 0) -> int:
 # --- CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), equal to zlib.crc32 ---------------
 
 
-def _crc_table():
+def _crc_table() -> list[int]:
     table = []
     for i in range(256):
         c = i
@@ -88,7 +92,7 @@ def _crc_table():
 _CRC_TABLE = _crc_table()
 
 
-def crc32(data, crc: int = 0) -> int:
+def crc32(data: BytesLike, crc: int = 0) -> int:
     """Byte-at-a-time table CRC-32 (Sarwate); equals ``zlib.crc32(data, crc)``."""
     if not 0 <= crc <= 0xFFFFFFFF:
         raise ArgError("crc must fit 32 bits")
@@ -99,7 +103,7 @@ def crc32(data, crc: int = 0) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def fcs(data) -> bytes:
+def fcs(data: BytesLike) -> bytes:
     """Ethernet frame check sequence as it follows the frame on the wire."""
     return zlib.crc32(data).to_bytes(4, "little")
 
@@ -111,9 +115,17 @@ class _Ip:
     """What the L2/L3 walk found (offsets count from the frame start)."""
 
     __slots__ = ("version", "l3", "ip_len", "ip_end", "l4", "proto", "max_frame", "fits")
+    version: int
+    l3: int
+    ip_len: int
+    ip_end: int
+    l4: int
+    proto: int
+    max_frame: int
+    fits: bool
 
 
-def _pseudo_sum(frame, ip: _Ip, l4_len: int) -> int:
+def _pseudo_sum(frame: Union[bytes, bytearray], ip: _Ip, l4_len: int) -> int:
     """Folded sum of the TCP/UDP pseudo-header (IPv6: addresses of the fixed header)."""
     l3 = ip.l3
     if ip.version == 4:
@@ -160,7 +172,7 @@ def _complete(frame: bytes, ip: _Ip, csum: int, csum_start: int, csum_offset: in
     return bytes(buf)
 
 
-def _walk(frame: bytes):
+def _walk(frame: bytes) -> Union[_Ip, list[bytes]]:
     """SPEC 1-4: returns an _Ip, or a list of frames for an early pass-through."""
     n = len(frame)
     if n < ETH_HLEN:
@@ -256,7 +268,8 @@ def _set_ip_length(buf: bytearray, ip: _Ip, l3_total: int, i: int) -> None:
         _u16.pack_into(buf, l3 + 4, l3_total - 40)
 
 
-def _tcp_segments(frame: bytes, ip: _Ip, gso_size: int, mss: int, csum, cs, co):
+def _tcp_segments(frame: bytes, ip: _Ip, gso_size: int, mss: int, csum: int, cs: int,
+                  co: int) -> list[bytes]:
     """SPEC 6."""
     l4, ip_end = ip.l4, ip.ip_end
     if ip_end - l4 < 20:
@@ -327,7 +340,7 @@ def _copied_options(opts: bytes) -> bytes:
     return bytes(kept)
 
 
-def _ipv4_fragments(frame: bytes, ip: _Ip) -> list:
+def _ipv4_fragments(frame: bytes, ip: _Ip) -> list[bytes]:
     """SPEC 7: fragment as a router with MTU 1500 would (frame's checksum already completed)."""
     l3, ip_end = ip.l3, ip.ip_end
     ihl = (frame[l3] & 15) * 4
@@ -353,7 +366,8 @@ def _ipv4_fragments(frame: bytes, ip: _Ip) -> list:
     return out
 
 
-def _udp_segments(frame: bytes, ip: _Ip, gso_size: int, csum, cs, co):
+def _udp_segments(frame: bytes, ip: _Ip, gso_size: int, csum: int, cs: int,
+                  co: int) -> list[bytes]:
     """SPEC 7."""
     l4, ip_end = ip.l4, ip.ip_end
     if ip_end - l4 < 8:
@@ -385,7 +399,8 @@ def _udp_segments(frame: bytes, ip: _Ip, gso_size: int, csum, cs, co):
     raise UdpNoSegError()
 
 
-def _frames(frame: bytes, gso_size, mss, csum, csum_start, csum_offset) -> list:
+def _frames(frame: bytes, gso_size: int, mss: int, csum: int, csum_start: int,
+            csum_offset: int) -> list[bytes]:
     ip = _walk(frame)
     if isinstance(ip, list):
         return ip  # pass-through decided on L2/L3 alone: unchanged
@@ -398,7 +413,8 @@ def _frames(frame: bytes, gso_size, mss, csum, csum_start, csum_offset) -> list:
     raise ProtocolError(f"IP protocol {ip.proto}")
 
 
-def _check_args(frame_len, gso_size, mss, csum, csum_start, csum_offset):
+def _check_args(frame_len: int, gso_size: int, mss: int, csum: int, csum_start: int,
+                csum_offset: int) -> None:
     if frame_len > FRAME_LIMIT:
         raise ArgError("frame longer than 2^20 bytes")
     if csum not in (CSUM_NONE, CSUM_PARTIAL, CSUM_DETECT):
@@ -409,15 +425,16 @@ def _check_args(frame_len, gso_size, mss, csum, csum_start, csum_offset):
             raise ArgError(f"{name} out of range")
 
 
-def segment(frame, *, gso_size=0, mss=0, csum=CSUM_NONE, csum_start=0, csum_offset=0,
-            append_fcs=False, out_cap=None, table_cap=None) -> list:
+def segment(frame: BytesLike, *, gso_size: int = 0, mss: int = 0, csum: int = CSUM_NONE,
+            csum_start: int = 0, csum_offset: int = 0, append_fcs: bool = False,
+            out_cap: Optional[int] = None, table_cap: Optional[int] = None) -> list[bytes]:
     """SPEC: turn one captured frame into the wire frames it stands for.
 
     ``out_cap``/``table_cap`` model the C caller's buffers (None: unlimited).
     """
-    frame = bytes(frame)
-    _check_args(len(frame), gso_size, mss, csum, csum_start, csum_offset)
-    frames = _frames(frame, gso_size, mss, csum, csum_start, csum_offset)
+    whole = bytes(frame)
+    _check_args(len(whole), gso_size, mss, csum, csum_start, csum_offset)
+    frames = _frames(whole, gso_size, mss, csum, csum_start, csum_offset)
     out = []
     used = 0
     for i, f in enumerate(frames):  # SPEC 9
@@ -442,7 +459,7 @@ _LANCE_FCS = 4
 _W3 = struct.Struct(">3H")
 
 
-def _lance_ram_ok(ram, size: int) -> bool:
+def _lance_ram_ok(ram: Optional[bytearray], size: int) -> bool:
     return ram is not None and 8 <= size <= 1 << 24 and size & (size - 1) == 0
 
 
@@ -451,7 +468,7 @@ def _lance_bcnt(w2: int) -> int:
     return (-w2) & 0xFFF or 4096
 
 
-def lance_rx_store(ram, size: int, desc: int, frame, n: int) -> int:
+def lance_rx_store(ram: bytearray, size: int, desc: int, frame: Optional[BytesLike], n: int) -> int:
     """Store a received frame and its FCS through the RMD at ``desc`` (SPEC): n + 4, or 0 (nothing
     written: not owned, does not fit), or ERR_ARG. ``ram``: a writable buffer of ``size`` bytes."""
     if not _lance_ram_ok(ram, size) or frame is None or len(frame) < n:
@@ -473,7 +490,8 @@ def lance_rx_store(ram, size: int, desc: int, frame, n: int) -> int:
     return n + _LANCE_FCS
 
 
-def lance_tx_take(ram, size: int, desc: int, add_fcs: bool, out, out_cap: int) -> int:
+def lance_tx_take(ram: bytearray, size: int, desc: int, add_fcs: bool, out: Optional[bytearray],
+                  out_cap: int) -> int:
     """Copy the frame of the single-buffer TMD at ``desc`` into ``out`` (SPEC), with its FCS if
     ``add_fcs``: TMD2 << 32 | TMD1 << 16 | length, or 0 (not owned, not STP|ENP, wraps), or
     ERR_ARG. Writes nothing to ``ram``."""
@@ -493,4 +511,5 @@ def lance_tx_take(ram, size: int, desc: int, add_fcs: bool, out, out_cap: int) -
     if add_fcs:
         out[n:n + _LANCE_FCS] = zlib.crc32(memoryview(out)[:n]).to_bytes(4, "little")
         n += _LANCE_FCS
-    return w2 << 32 | w1 << 16 | n
+    taken: int = w2 << 32 | w1 << 16 | n
+    return taken

@@ -14,7 +14,12 @@ from __future__ import annotations
 import abc
 import logging
 import struct
-from typing import Callable, NamedTuple, Optional, Protocol, runtime_checkable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple, Optional, \
+    Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the type alias only: the host side does not load the chip at run time
+    from lance.buffers import BytesLike
 
 __all__ = [
     "Backend",
@@ -75,7 +80,7 @@ class PacketMeta(NamedTuple):
     csum_valid: bool = False
 
     @classmethod
-    def from_vnet_hdr(cls, hdr: bytes) -> "PacketMeta":
+    def from_vnet_hdr(cls, hdr: BytesLike) -> "PacketMeta":
         """Parse the first 10 bytes of `hdr` as a virtio_net_hdr (ValueError if shorter)."""
         if len(hdr) < VNET_HDR_LEN:
             raise ValueError(f"virtio_net_hdr needs {VNET_HDR_LEN} bytes, got {len(hdr)}")
@@ -118,7 +123,7 @@ class PacketMeta(NamedTuple):
             bool(tp_status & TP_STATUS_CSUM_VALID),
         )
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, int]:
         return {
             "gso_type": self.gso_type,
             "gso_size": self.gso_size,
@@ -168,7 +173,7 @@ class ChipPort(Protocol):
     def padr(self) -> bytes:
         """The physical address (6 bytes) the last INIT loaded; all zero before the first."""
 
-    def receive(self, frame, *, has_fcs: bool = False):
+    def receive(self, frame: BytesLike, *, has_fcs: bool = False) -> Any:
         """Offer one frame from the wire at ``now``; returns a status whose ``name`` is ACCEPTED,
         FILTERED, MISSED, RX_OFF, BUSY, TOO_LONG or RUNT. The chip copies what it keeps: the
         caller may reuse the frame's buffer once this returns."""
@@ -178,6 +183,13 @@ class ChipPort(Protocol):
 
     def rx_idle_at(self) -> int:
         """Earliest emulated time the receiver takes another frame (wire timing)."""
+
+
+class FrameRecorder(Protocol):
+    """The bridge's tee (`PcapngTee`, any `PcapngRecorder`): every frame delivered to the card
+    (``outgoing`` False, after segmentation) and every frame the card sent (True)."""
+
+    def record(self, t_ns: int, frame: BytesLike, outgoing: bool) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,11 +222,11 @@ class CaptureFormatError(BackendError, ValueError):
 class Conditions:
     """Log a condition once when it starts and once when it clears; count every occurrence."""
 
-    def __init__(self, log: logging.Logger):
+    def __init__(self, log: logging.Logger) -> None:
         self.log = log
         self.active: dict[str, int] = {}
 
-    def hit(self, key: str, message: str, *args, level=logging.WARNING) -> None:
+    def hit(self, key: str, message: str, *args: object, level: int = logging.WARNING) -> None:
         if key not in self.active:
             self.active[key] = 0
             self.log.log(level, message + " (logged once until it clears)", *args)
@@ -225,7 +237,7 @@ class Conditions:
         if n is not None:
             self.log.info("%s cleared after %d occurrence(s)", key, n)
 
-    def clear_all(self, keys) -> None:
+    def clear_all(self, keys: Iterable[str]) -> None:
         for k in keys:
             if k in self.active:
                 self.clear(k)
@@ -236,7 +248,7 @@ class Backend(abc.ABC):
 
     name = "backend"
 
-    def __init__(self, name: Optional[str] = None):
+    def __init__(self, name: Optional[str] = None) -> None:
         if name is not None:
             self.name = name
         self.log = logging.getLogger(f"a2065.backend.{self.name}")
@@ -259,7 +271,7 @@ class Backend(abc.ABC):
         """Offer one frame (no FCS) at emulated time t_ns; False: not sent (counted by reason)."""
 
     @abc.abstractmethod
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         """Frames that have arrived by now_ns, at most `limit`, as `Packet`s; never blocks."""
 
     def fileno(self) -> Optional[int]:
@@ -268,7 +280,7 @@ class Backend(abc.ABC):
     def close(self) -> None:
         self.closed = True
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {
             "backend": self.name,
             "link_up": self.link_up,
@@ -281,19 +293,21 @@ class Backend(abc.ABC):
             "kernel_drops": self.kernel_drops,
         }
 
-    def __enter__(self):
+    def __enter__(self) -> "Backend":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         self.close()
         return False
 
     # -- helpers for subclasses ----------------------------------------------------------------
-    def _rx(self, frame) -> None:
+    def _rx(self, frame: BytesLike) -> None:
         self.rx_frames += 1
         self.rx_bytes += len(frame)
 
-    def _tx_ok(self, frame) -> None:
+    def _tx_ok(self, frame: BytesLike) -> None:
+
         self.tx_frames += 1
         self.tx_bytes += len(frame)
         if self.conditions.active:

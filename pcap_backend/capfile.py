@@ -38,9 +38,15 @@ import io
 import json
 import os
 import struct
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Union
 
 from .base import CaptureFormatError, PacketMeta
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
+
+#: What the reader takes: a path or a binary file object open for reading.
+CaptureSource = Union[str, "os.PathLike[str]", IO[bytes]]
 
 __all__ = ["CapturedFrame", "CaptureTruncated", "iter_capture", "pcapng_header", "pcapng_packet",
            "meta_from_comment", "meta_to_comment", "DEFAULT_MAX_BLOCK", "SNAPLEN",
@@ -61,7 +67,7 @@ OPT_IF_NAME, OPT_SHB_USERAPPL, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 2, 4, 9, 14
 class CaptureTruncated(CaptureFormatError):
     """The file ends inside a block or record: everything before `offset` was read intact."""
 
-    def __init__(self, message: str, offset: int, packets: int):
+    def __init__(self, message: str, offset: int, packets: int) -> None:
         super().__init__(f"truncated capture: {message}; cut at byte offset {offset:,}, after "
                          f"{packets:,} intact packet{'s' if packets != 1 else ''}")
         self.offset = offset
@@ -82,7 +88,7 @@ class CapturedFrame(NamedTuple):
 _META_KEYS = ("flags", "gso_type", "gso_size", "csum_start", "csum_offset")
 
 
-def meta_from_comment(comment) -> Optional[PacketMeta]:
+def meta_from_comment(comment: object) -> Optional[PacketMeta]:
     """The fixture format's JSON virtio_net_hdr -> PacketMeta (None if absent or not that format)."""
     if not isinstance(comment, str) or not comment.startswith("{"):
         return None
@@ -120,8 +126,10 @@ def ns_from_tsresol_units(units: int, tsresol: Optional[int]) -> int:
     if tsresol > 30:
         raise CaptureFormatError(f"if_tsresol 10^-{tsresol} is not supported")
     if tsresol >= 9:
-        return units // 10 ** (tsresol - 9)
-    return units * 10 ** (9 - tsresol)
+        divisor: int = 10 ** (tsresol - 9)  # exponent >= 0: an int
+        return units // divisor
+    factor: int = 10 ** (9 - tsresol)
+    return units * factor
 
 
 class _Interface(NamedTuple):
@@ -131,7 +139,7 @@ class _Interface(NamedTuple):
     snaplen: int
 
 
-def _options(block: bytes, start: int, e: str) -> Iterator[tuple]:
+def _options(block: bytes, start: int, e: str) -> Iterator[tuple[int, bytes]]:
     """(code, value) of each option from `start` to the block's trailing length field."""
     end = len(block) - 4
     o = start
@@ -169,7 +177,7 @@ def _check_link(iface_id: int, link_type: int) -> None:
 class _Reader:
     """Position bookkeeping shared by both formats: where we are, how many packets so far."""
 
-    def __init__(self, f, size: Optional[int], max_block: int):
+    def __init__(self, f: IO[bytes], size: Optional[int], max_block: int) -> None:
         self.f, self.size, self.max_block = f, size, max_block
         self.pos = 0
         self.packets = 0
@@ -182,9 +190,10 @@ class _Reader:
         return data
 
 
-def _pcapng(r: _Reader, head: bytes, on_section) -> Iterator[CapturedFrame]:
+def _pcapng(r: _Reader, head: bytes,
+            on_section: Optional[Callable[[Optional[str]], None]]) -> Iterator[CapturedFrame]:
     e = "<"
-    ifaces: list = []
+    ifaces: list[_Interface] = []
     last_ts = 0
     while True:
         start = r.pos - len(head)
@@ -225,8 +234,8 @@ def _pcapng(r: _Reader, head: bytes, on_section) -> Iterator[CapturedFrame]:
                 raise CaptureFormatError(f"pcapng version {major} is not supported ({where})")
             ifaces = []
             if on_section is not None:
-                comment = next((v for c, v in _options(block, 24, e) if c == OPT_COMMENT), None)
-                on_section(comment.decode("utf-8", "replace") if comment is not None else None)
+                shb_comment = next((v for c, v in _options(block, 24, e) if c == OPT_COMMENT), None)
+                on_section(shb_comment.decode("utf-8", "replace") if shb_comment is not None else None)
         elif btype == IDB_TYPE:
             if length < 20:
                 raise CaptureFormatError(f"interface description too short ({where})")
@@ -254,7 +263,8 @@ def _pcapng(r: _Reader, head: bytes, on_section) -> Iterator[CapturedFrame]:
             _check_link(iface_id, iface.link_type)
             if 28 + caplen > length - 4:
                 raise CaptureFormatError(f"captured length {caplen} exceeds its block ({where})")
-            outgoing = comment = None
+            outgoing: Optional[bool] = None
+            comment: Optional[str] = None
             for code, v in _options(block, 28 + caplen + (-caplen % 4), e):
                 if code == OPT_EPB_FLAGS and len(v) == 4 and btype == EPB_TYPE:
                     outgoing = {EPB_INBOUND: False, EPB_OUTBOUND: True}.get(
@@ -308,7 +318,7 @@ def _pcap(r: _Reader, head: bytes) -> Iterator[CapturedFrame]:
         yield CapturedFrame(sec * 1_000_000_000 + frac * scale, data, None, None)
 
 
-def iter_capture(f, *, max_block: int = DEFAULT_MAX_BLOCK,
+def iter_capture(f: CaptureSource, *, max_block: int = DEFAULT_MAX_BLOCK,
                  on_section: Optional[Callable[[Optional[str]], None]] = None) -> Iterator[CapturedFrame]:
     """Yield every packet of a pcapng or classic pcap stream in order; raise CaptureFormatError
     (CaptureTruncated for a file that ends early) where it breaks, after every packet before.
@@ -316,11 +326,10 @@ def iter_capture(f, *, max_block: int = DEFAULT_MAX_BLOCK,
     `f`: a path or a binary file object. on_section: called with each pcapng Section Header's
     first opt_comment (None without one) as the section is reached, before its packets."""
     own = isinstance(f, (str, os.PathLike))
-    if own:
-        f = open(f, "rb")
+    fo: IO[bytes] = open(f, "rb") if isinstance(f, (str, os.PathLike)) else f
     try:
-        r = _Reader(f, _remaining(f), max_block)
-        head = f.read(8)
+        r = _Reader(fo, _remaining(fo), max_block)
+        head = fo.read(8)
         r.pos = len(head)
         if not head:
             raise CaptureFormatError("the file is empty")
@@ -338,13 +347,13 @@ def iter_capture(f, *, max_block: int = DEFAULT_MAX_BLOCK,
         raise CaptureFormatError(f"not a pcapng or pcap file (it starts with {head[:4].hex()})")
     finally:
         if own:
-            f.close()
+            fo.close()
 
 
 _MAGICS = [struct.pack(e + "I", m) for e in "<>" for m in (SHB_TYPE, PCAP_USEC_MAGIC, PCAP_NSEC_MAGIC)]
 
 
-def _remaining(f) -> Optional[int]:
+def _remaining(f: IO[bytes]) -> Optional[int]:
     """Bytes left in `f` from its position, or None when it cannot tell (a pipe)."""
     try:
         return os.fstat(f.fileno()).st_size - f.tell()
@@ -378,7 +387,7 @@ def pcapng_header(if_name: str = "a2065", application: str = "a2065 pcap_backend
     return _block(SHB_TYPE, shb) + _block(IDB_TYPE, idb)
 
 
-def pcapng_packet(t_ns: int, frame: bytes, outgoing: Optional[bool], meta: Optional[PacketMeta] = None,
+def pcapng_packet(t_ns: int, frame: BytesLike, outgoing: Optional[bool], meta: Optional[PacketMeta] = None,
                   snaplen: int = SNAPLEN, comment: Optional[str] = None) -> bytes:
     """One Enhanced Packet Block on interface 0 with a nanosecond timestamp, clamped to what 64
     bits of nanoseconds hold (negative -> 0, past the year 2554 -> 2^64 - 1)."""

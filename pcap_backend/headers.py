@@ -28,7 +28,10 @@ Rules (all bounded, all total: any bytes give a result or None, never an excepti
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 __all__ = ["Headers", "Tcp", "Udp", "walk", "tcp", "udp", "tcp_mss_option", "ETH_P_IP",
            "ETH_P_IPV6", "ETH_P_ARP", "VLAN_TPIDS", "MAX_VLAN_TAGS", "MAX_IPV6_EXT_HEADERS",
@@ -98,7 +101,7 @@ class Udp(NamedTuple):
     end: int           # end of the payload (the IP packet's end)
 
 
-def walk(frame) -> Optional[Headers]:
+def walk(frame: BytesLike) -> Optional[Headers]:
     """The Ethernet, VLAN and IP headers of `frame`, or None (see the module's rules)."""
     n = len(frame)
     if n < ETH_HLEN:
@@ -155,7 +158,7 @@ def walk(frame) -> Optional[Headers]:
     return None
 
 
-def tcp(frame, h: Optional[Headers]) -> Optional[Tcp]:
+def tcp(frame: BytesLike, h: Optional[Headers]) -> Optional[Tcp]:
     """The TCP header of a walked frame, or None (not TCP, a fragment, or a header cut short)."""
     if h is None or h.proto != IPPROTO_TCP or h.fragment:
         return None
@@ -169,7 +172,7 @@ def tcp(frame, h: Optional[Headers]) -> Optional[Tcp]:
     return _new(Tcp, (sport, dport, seq, flags, thl, l4 + thl, end))
 
 
-def udp(frame, h: Optional[Headers]) -> Optional[Udp]:
+def udp(frame: BytesLike, h: Optional[Headers]) -> Optional[Udp]:
     """The UDP header of a walked frame, or None (not UDP, a fragment, or no whole header)."""
     if h is None or h.proto != IPPROTO_UDP or h.fragment or h.l4 + 8 > h.end:
         return None
@@ -177,7 +180,7 @@ def udp(frame, h: Optional[Headers]) -> Optional[Udp]:
     return _new(Udp, (sport, dport, h.l4 + 8, h.end))
 
 
-def tcp_mss_option(frame, t: Optional[Tcp]) -> Optional[int]:
+def tcp_mss_option(frame: BytesLike, t: Optional[Tcp]) -> Optional[int]:
     """The value of the MSS option (kind 2, length 4) in a TCP header, or None. The walk stops at
     End of Options, at a length below 2 and at the header's end (RFC 9293 3.1)."""
     if t is None:
@@ -198,5 +201,6 @@ def tcp_mss_option(frame, t: Optional[Tcp]) -> Optional[int]:
             return None
         if kind == TCP_OPT_MSS and olen == 4 and i + 4 <= end:
             return (frame[i + 2] << 8) | frame[i + 3]
+
         i += olen
     return None

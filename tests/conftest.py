@@ -40,7 +40,7 @@ STRICT = os.environ.get("A2065_STRICT", "") not in ("", "0")
 
 #: packages that come from PyPI (installed by `make venv` through the test/m68k extras); every
 #: other name is a Debian package.
-PIP_PACKAGES = {"machine68k", "atheris", "matplotlib"}
+PIP_PACKAGES = {"machine68k", "atheris", "matplotlib", "mypy", "tomli"}
 
 
 def _is_pip_package(package: str) -> bool:

@@ -134,6 +134,12 @@ def test_the_wheel_ships_the_compiled_core_the_demo_captures_and_the_68000_sourc
         assert z.read("a2065/cli/captures/udp4_gso.pcapng") == (ROOT / "fixtures/captures/udp4_gso.pcapng").read_bytes()
 
 
+def test_the_wheel_marks_each_package_as_typed_for_type_checkers(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    # PEP 561: a py.typed file in each package tells mypy and pyright to read its annotations
+    assert {f"{p}/py.typed" for p in ("a2065", "lance", "native", "pcap_backend")} <= names
+
+
 def test_the_installed_packages_come_from_the_new_environment_with_the_c_core_loaded(user, venv):
     r = user("python", "-c", "import json, a2065, lance, native, pcap_backend; print(json.dumps("
              "[a2065.__file__, lance.__file__, native.__file__, pcap_backend.__file__, "

@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Optional
 
 from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil
 
-from ..autoconfig import CONFIG_WINDOW, E_EXPANSIONBASE, ZorroChain
+from ..autoconfig import CONFIG_WINDOW, E_EXPANSIONBASE, ZorroBoard, ZorroChain
 
 AUTOCONFIG_WINDOW = (E_EXPANSIONBASE, CONFIG_WINDOW)
 INT2 = 2
@@ -44,9 +44,9 @@ INT2 = 2
 class GenericAdapter:
     """A Zorro II bus with A2065 cards (or any board with the same interface) for a CPU core."""
 
-    def __init__(self, boards: Iterable, *, cpu_hz: int, start_cycles: int = 0,
+    def __init__(self, boards: Iterable[ZorroBoard], *, cpu_hz: int, start_cycles: int = 0,
                  on_irq: Optional[Callable[[int], None]] = None,
-                 on_map: Optional[Callable[[int, int], None]] = None):
+                 on_map: Optional[Callable[[int, int], None]] = None) -> None:
         if int(cpu_hz) <= 0:
             raise ValueError("cpu_hz must be positive")
         self.cpu_hz = int(cpu_hz)
@@ -63,15 +63,16 @@ class GenericAdapter:
         self._level = self.irq_level()
 
     # -- wiring ------------------------------------------------------------------------------
-    def _wrap_configured(self, board, prev):
-        def configured(base):
+    def _wrap_configured(self, board: ZorroBoard,
+                         prev: Optional[Callable[[int], None]]) -> Callable[[int], None]:
+        def configured(base: int) -> None:
             if prev is not None:
                 prev(base)
             if self.on_map is not None:
                 self.on_map(base, board.autoconfig.size)
         return configured
 
-    def _irq_changed(self):
+    def _irq_changed(self) -> None:
         level = self.irq_level()
         if level != self._level:
             self._level = level
@@ -114,16 +115,16 @@ class GenericAdapter:
             return True
         return self.chain.route(addr) is not None
 
-    def mapped_ranges(self) -> list:
+    def mapped_ranges(self) -> list[tuple[int, int]]:
         """[(base, size)] the host should route here: the window and every configured card."""
         out = [AUTOCONFIG_WINDOW]
         for b in self.chain.boards:
             ac = b.autoconfig
             if ac.configured:
-                out.append((ac.base, ac.size))
+                out.append((ac.base, ac.size))  # type: ignore[arg-type]  # configured: base set
         return out
 
-    def _now(self, cycles):
+    def _now(self, cycles: Optional[int]) -> Optional[int]:
         return None if cycles is None else self.now_ns(cycles)
 
     def read8(self, addr: int, cycles: Optional[int] = None) -> int:

@@ -43,11 +43,11 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from lance.timing import cycles_to_ns_floor, ns_to_cycles_ceil
 
-from ..autoconfig import E_EXPANSIONBASE, ZorroChain
+from ..autoconfig import E_EXPANSIONBASE, ZorroBoard, ZorroChain
 
 log = logging.getLogger("a2065.adapters.machine68k")
 
@@ -68,9 +68,9 @@ class BusError(RuntimeError):
 class Machine68kHost:
     """A 68000 (machine68k), ``ram_kib`` of RAM at $000000, and a Zorro II chain of cards."""
 
-    def __init__(self, boards: Iterable = (), *, ram_kib: int = 64, cpu_hz: int = PAL_HZ,
+    def __init__(self, boards: Iterable[ZorroBoard] = (), *, ram_kib: int = 64, cpu_hz: int = PAL_HZ,
                  max_slice_cycles: int = 50_000, bus_errors: bool = True,
-                 strict_bus: bool = False, cpu_type: str = "68000"):
+                 strict_bus: bool = False, cpu_type: str = "68000") -> None:
         global _IN_USE
         if _IN_USE:
             raise RuntimeError("machine68k keeps one CPU per process: run each machine in its "
@@ -102,17 +102,20 @@ class Machine68kHost:
         self._slice_end_ns = 0
         self._in_execute = False
         self._error: Optional[BaseException] = None
-        self._bus_fault = None          # (addr, write, width) pending bus error
+        self._bus_fault: Optional[tuple[int, bool]] = None  # (addr, write) pending bus error
         self._irq_cpu = 0               # level the CPU has been given
-        self._irq_pending_rise = None   # ns of a rising edge not yet followed by a card access
+        self._irq_pending_rise: Optional[int] = None  # ns of a rising edge not yet followed by a card access
         # bounded logs (the newest LOG_MAX entries): a host may run for hours
-        self.irq_edges = collections.deque(maxlen=LOG_MAX)   # (t_ns, level) of the INT2 OR
-        self.irq_latencies_ns = collections.deque(maxlen=LOG_MAX)
-        self.invalid_accesses = collections.deque(maxlen=LOG_MAX)  # (t_ns, "R"/"W", width, addr)
+        # (t_ns, level) of the INT2 OR
+        self.irq_edges: collections.deque[tuple[int, int]] = collections.deque(maxlen=LOG_MAX)
+        self.irq_latencies_ns: collections.deque[int] = collections.deque(maxlen=LOG_MAX)
+        # (t_ns, "R"/"W", width, addr)
+        self.invalid_accesses: collections.deque[tuple[int, str, Any, int]] = \
+            collections.deque(maxlen=LOG_MAX)
         self.errors_raised = 0
-        self.stats = {"slices": 0, "mmio_reads": 0, "mmio_writes": 0, "timeslice_ends": 0,
+        self.stats: dict[str, int] = {"slices": 0, "mmio_reads": 0, "mmio_writes": 0, "timeslice_ends": 0,
                       "bus_errors": 0}
-        self._pages: dict = {}
+        self._pages: dict[int, Optional[ZorroBoard]] = {}  # page -> its board (None: chain only)
         self.chain.watch_irq(self._irq_changed)
         for b in self.chain.boards:
             ac = b.autoconfig
@@ -134,7 +137,7 @@ class Machine68kHost:
         """68000 RESET: reload SSP/PC from $0/$4 (the chain is not reset: call chain.reset())."""
         self.cpu.pulse_reset()
 
-    def _reset_instruction(self, *_):
+    def _reset_instruction(self, *_: object) -> None:
         """The 68000 RESET instruction drives the bus reset line: every board goes back to
         unconfigured (ref: HRM, reference section 2). Pages stay registered (no unmap); their
         handlers fall back to the chain's routing, so the old base reads as open bus."""
@@ -192,16 +195,16 @@ class Machine68kHost:
             if self._bus_fault is not None:
                 self._enter_bus_error()
             if self._error is not None:
-                e, self._error = self._error, None
+                err, self._error = self._error, None
                 self.errors_raised += 1
-                raise e
+                raise err
         self._apply_irq()
         return self.cycles - start
 
     def run_ns(self, ns: int) -> int:
         return self.run(ns_to_cycles_ceil(int(ns), self.cpu_hz))
 
-    def run_until(self, predicate, *, max_cycles: int, step_cycles: int = 20_000) -> bool:
+    def run_until(self, predicate: Callable[[], object], *, max_cycles: int, step_cycles: int = 20_000) -> bool:
         """Run in steps until ``predicate()`` is true; False if ``max_cycles`` ran first."""
         end = self.cycles + int(max_cycles)
         while not predicate():
@@ -245,19 +248,20 @@ class Machine68kHost:
         return self._irq_level
 
     # ------------------------------------------------------------------ mapping
-    def _wrap_configured(self, board, prev):
-        def configured(base):
+    def _wrap_configured(self, board: ZorroBoard,
+                         prev: Optional[Callable[[int], None]]) -> Callable[[int], None]:
+        def configured(base: int) -> None:
             if prev is not None:
                 prev(base)
             self._map_board(board)
         return configured
 
-    def _map_board(self, board) -> None:
+    def _map_board(self, board: ZorroBoard) -> None:
         ac = board.autoconfig
-        for page in range(ac.base, ac.base + ac.size, PAGE):
+        for page in range(ac.base, ac.base + ac.size, PAGE):  # type: ignore[arg-type,operator]  # configured
             self._map_page(page, board)
 
-    def _map_page(self, page: int, board) -> None:
+    def _map_page(self, page: int, board: Optional[ZorroBoard]) -> None:
         page &= 0xFF0000
         if page < self.ram_size:
             raise ValueError(f"card page ${page:06X} overlaps CPU RAM")
@@ -270,17 +274,17 @@ class Machine68kHost:
         self.mem.set_special_range_read_funcs(page, 1, r8=r8, r16=r16, r32=r32)
         self.mem.set_special_range_write_funcs(page, 1, w8=w8, w16=w16, w32=w32)
 
-    def _target(self, page, addr):
+    def _target(self, page: int, addr: int) -> tuple[Union[ZorroBoard, ZorroChain], int]:
         """(reader/writer object, address for it): the page's board if it is configured at this
         page, else the Zorro chain with the full address."""
         b = self._pages.get(page)
         if b is not None:
             ac = b.autoconfig
-            if ac.state == ac.CONFIGURED and ac.base <= addr < ac.base + ac.size:
-                return b, addr - ac.base
+            if ac.state == ac.CONFIGURED and ac.base <= addr < ac.base + ac.size:  # type: ignore[operator]  # configured: base set
+                return b, addr - ac.base  # type: ignore[operator]
         return self.chain, addr
 
-    def _touch(self, t):
+    def _touch(self, t: int) -> None:
         if self._irq_pending_rise is not None:
             self.irq_latencies_ns.append(t - self._irq_pending_rise)
             self._irq_pending_rise = None
@@ -292,7 +296,9 @@ class Machine68kHost:
                 self._end_timeslice()
                 self.stats["timeslice_ends"] += 1
 
-    def _handlers(self, page):
+    def _handlers(self, page: int) -> tuple[Callable[[int], int], Callable[[int], int],
+                                             Callable[[int], int], Callable[[int, int], None],
+                                             Callable[[int, int], None], Callable[[int, int], None]]:
         """The six machine68k handlers of one 64 KiB page.
 
         Reads pass no ``now``: a slice never runs past the cards' next deadline, and a write
@@ -307,11 +313,11 @@ class Machine68kHost:
         target = self._target
         now_ns = self.now_ns
 
-        def touch():  # IRQ latency probe: first card access after a rising edge
+        def touch() -> None:  # IRQ latency probe: first card access after a rising edge
             if self._irq_pending_rise is not None:
                 self._touch(now_ns())
 
-        def r8(addr):
+        def r8(addr: int) -> int:
             stats["mmio_reads"] += 1
             try:
                 touch()
@@ -321,7 +327,7 @@ class Machine68kHost:
                 keep(e)
                 return 0xFF
 
-        def r16(addr):
+        def r16(addr: int) -> int:
             stats["mmio_reads"] += 1
             try:
                 touch()
@@ -331,7 +337,7 @@ class Machine68kHost:
                 keep(e)
                 return 0xFFFF
 
-        def r32(addr):
+        def r32(addr: int) -> int:
             stats["mmio_reads"] += 1
             try:
                 touch()
@@ -344,7 +350,7 @@ class Machine68kHost:
                 keep(e)
                 return 0xFFFFFFFF
 
-        def w8(addr, value):
+        def w8(addr: int, value: int) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -355,7 +361,7 @@ class Machine68kHost:
             except BaseException as e:
                 keep(e)
 
-        def w16(addr, value):
+        def w16(addr: int, value: int) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -366,7 +372,7 @@ class Machine68kHost:
             except BaseException as e:
                 keep(e)
 
-        def w32(addr, value):
+        def w32(addr: int, value: int) -> None:
             stats["mmio_writes"] += 1
             try:
                 t = now_ns()
@@ -383,7 +389,7 @@ class Machine68kHost:
         return r8, r16, r32, w8, w16, w32
 
     # ------------------------------------------------------------------ bus errors
-    def _invalid(self, mode, width, addr):
+    def _invalid(self, mode: Union[str, bytes, int], width: Any, addr: int) -> None:
         write = mode in ("W", "w", ord("W"), b"W")
         self.invalid_accesses.append((self.now_ns(), "W" if write else "R", width, addr))
         if self.strict_bus:
@@ -398,7 +404,7 @@ class Machine68kHost:
         the special status word, enter supervisor mode with trace off, jump via vector 2."""
         from machine68k import Register
 
-        addr, write = self._bus_fault
+        addr, write = self._bus_fault  # type: ignore[misc]  # called only with a fault pending
         self._bus_fault = None
         self.stats["bus_errors"] += 1
         cpu, mem = self.cpu, self.mem

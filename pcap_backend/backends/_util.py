@@ -5,6 +5,9 @@ import errno
 import fcntl
 import socket
 import struct
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+
+T = TypeVar("T")
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFINDEX = 0x8933
@@ -27,16 +30,18 @@ TX_REASONS = {
 
 
 def tx_reason(e: OSError) -> str:
-    return TX_REASONS.get(e.errno, errno.errorcode.get(e.errno, "oserror").lower())
+    code = e.errno if e.errno is not None else -1  # an OSError raised without an errno
+    return TX_REASONS.get(code, errno.errorcode.get(code, "oserror").lower())
 
 
-def interface_flags(sock: socket.socket, ifname: str):
+def interface_flags(sock: socket.socket, ifname: str) -> Optional[int]:
     """IFF_* flags of `ifname` in the socket's namespace, or None if it is gone."""
     try:
         r = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, struct.pack("16sH22x", ifname.encode()[:15], 0))
     except OSError:
         return None
-    return struct.unpack_from("16sH", r)[1]
+    flags: int = struct.unpack_from("16sH", r)[1]
+    return flags
 
 
 def interface_running(sock: socket.socket, ifname: str) -> bool:
@@ -44,13 +49,14 @@ def interface_running(sock: socket.socket, ifname: str) -> bool:
     return f is not None and (f & (IFF_UP | IFF_RUNNING)) == (IFF_UP | IFF_RUNNING)
 
 
-def interface_index(sock: socket.socket, ifname: str):
+def interface_index(sock: socket.socket, ifname: str) -> Optional[int]:
     """ifindex of `ifname` in the socket's namespace, or None if there is no such interface."""
     try:
         r = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, struct.pack("16si20x", ifname.encode()[:15], 0))
     except OSError:
         return None
-    return struct.unpack_from("16si", r)[1]
+    index: int = struct.unpack_from("16si", r)[1]
+    return index
 
 
 # errnos with which a send/receive on a live interface can say the device is gone (ENETDOWN also
@@ -65,7 +71,8 @@ def check_ifname(ifname: str) -> None:
         raise NoSuchInterface(f"invalid interface name {ifname!r} (1-15 characters, no '/')")
 
 
-def load_cffi_library(what: str, cdef: str, names, install_hint: str, probe, cache: dict):
+def load_cffi_library(what: str, cdef: str, names: Union[str, Sequence[str]], install_hint: str,
+                      probe: Callable[[Any, Any], T], cache: dict[tuple[str, ...], Any]) -> T:
     """Load a C library with cffi in ABI mode (no compiler, no binding package).
 
     `names`: one soname or a sequence tried in order. `probe(ffi, lib)` checks the library is the
@@ -73,9 +80,10 @@ def load_cffi_library(what: str, cdef: str, names, install_hint: str, probe, cac
     what the loader hands out; that value is kept in `cache` under the names, so each library is
     opened and cdef'd once per process. BackendUnavailable says what was tried and what to install.
     """
-    names = (names,) if isinstance(names, str) else tuple(names)
-    if names in cache:
-        return cache[names]
+    key = (names,) if isinstance(names, str) else tuple(names)
+    if key in cache:
+        cached: T = cache[key]
+        return cached
     from ..base import BackendUnavailable
 
     try:
@@ -85,14 +93,14 @@ def load_cffi_library(what: str, cdef: str, names, install_hint: str, probe, cac
     ffi = cffi.FFI()
     ffi.cdef(cdef)
     errors = []
-    for n in names:
+    for n in key:
         try:
             lib = ffi.dlopen(n)
             value = probe(ffi, lib)
         except (OSError, AttributeError) as e:
             errors.append(f"{n}: {e}")
             continue
-        cache[names] = value
+        cache[key] = value
         return value
-    raise BackendUnavailable(f"{what} not found (tried {', '.join(names)}): {install_hint}; "
+    raise BackendUnavailable(f"{what} not found (tried {', '.join(key)}): {install_hint}; "
                              + "; ".join(errors))

@@ -26,7 +26,7 @@ import errno
 import socket
 import struct
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..base import (VNET_HDR_LEN, Backend, BackendError, BackendUnavailable, NoSuchInterface,
                     Packet, PacketMeta, PermissionDenied, TP_STATUS_CSUMNOTREADY,
@@ -55,7 +55,7 @@ class AfPacket(Backend):
 
     def __init__(self, ifname: str, *, vnet_hdr: bool = True, auxdata: bool = True,
                  skip_outgoing: bool = True, rcvbuf: int = 8 << 20, bufsize: int = DEFAULT_BUFFER,
-                 reopen_interval: float = 0.5, name: Optional[str] = None):
+                 reopen_interval: float = 0.5, name: Optional[str] = None) -> None:
         super().__init__(name or f"afpacket.{ifname}")
         _util.check_ifname(ifname)
         self.ifname = ifname
@@ -167,8 +167,8 @@ class AfPacket(Backend):
                 return self._tx_fail("no_device", f"interface {self.ifname} is gone")
         return self._send(meta.to_vnet_hdr(), frame)
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         if self.closed:
             return out
         if self._gone:  # frames queued before the device went are still read (and the fd drained)
@@ -269,7 +269,7 @@ class AfPacket(Backend):
                 self.sock.close()
                 super().close()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         if not self.closed:
             self._read_stats()
         s = super().stats()
@@ -289,7 +289,8 @@ class AfPacket(Backend):
         self.kernel_drops += drops
 
 
-def _insert_vlan(frame: bytes, meta: Optional[PacketMeta], tci: int, tpid: int):
+def _insert_vlan(frame: bytes, meta: Optional[PacketMeta], tci: int,
+                 tpid: int) -> tuple[bytes, Optional[PacketMeta]]:
     frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
     if meta is not None and meta.csum_partial:
         meta = meta._replace(csum_start=meta.csum_start + 4)

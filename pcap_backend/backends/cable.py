@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import random
-from typing import Optional
+from typing import Any, Optional
 
 from ..base import Backend, Packet
 
@@ -39,12 +39,12 @@ def serialisation_ns_ceil(frame_len: int, bit_rate: int) -> int:
 class CableEnd(Backend):
     name = "cable"
 
-    def __init__(self, cable: "VirtualCable", side: str, seed: int):
+    def __init__(self, cable: "VirtualCable", side: str, seed: int) -> None:
         super().__init__(f"cable.{side}")
         self.cable = cable
         self.side = side
         self.peer: Optional[CableEnd] = None
-        self.queue: collections.deque = collections.deque()
+        self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.rng = random.Random(seed)
         self.tx_idle_at = 0
         self.last_arrival = 0
@@ -73,7 +73,7 @@ class CableEnd(Backend):
         if c.loss and self.rng.random() < c.loss:
             self.tx_lost += 1
             return True
-        self.peer._arrive(arrival, frame)
+        self.peer._arrive(arrival, frame)  # type: ignore[union-attr]  # link_up saw the peer
         return True
 
     def _arrive(self, arrival: int, frame: bytes) -> None:
@@ -86,8 +86,8 @@ class CableEnd(Backend):
         self.rx_dropped[reason] = self.rx_dropped.get(reason, 0) + n
         self.conditions.hit("rx:" + reason, "%s: dropping received frames: %s", self.name, reason)
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         q = self.queue
         while q and len(out) < limit and q[0][0] <= now_ns:
             arrival, frame = q.popleft()
@@ -104,7 +104,7 @@ class CableEnd(Backend):
     def set_link(self, up: bool) -> None:
         self.cable.set_link(up)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(
             tx_lost=self.tx_lost,
@@ -118,7 +118,7 @@ class VirtualCable:
     """Two `CableEnd`s; create with `VirtualCable.pair(...)`."""
 
     def __init__(self, bit_rate: Optional[int] = 10_000_000, delay_ns: int = 0, loss: float = 0.0,
-                 seed: int = 0, queue_frames: int = 1024):
+                 seed: int = 0, queue_frames: int = 1024) -> None:
         if bit_rate is not None and bit_rate <= 0:
             raise ValueError("bit_rate must be positive or None")
         if delay_ns < 0:
@@ -138,7 +138,7 @@ class VirtualCable:
 
     @classmethod
     def pair(cls, bit_rate: Optional[int] = 10_000_000, delay_ns: int = 0, loss: float = 0.0,
-             seed: int = 0, queue_frames: int = 1024):
+             seed: int = 0, queue_frames: int = 1024) -> tuple[CableEnd, CableEnd]:
         c = cls(bit_rate, delay_ns, loss, seed, queue_frames)
         return c.a, c.b
 

@@ -1,7 +1,7 @@
 """Null backend: no cable. The link is down, every transmit fails (the chip reports LCAR)."""
 from __future__ import annotations
 
-from ..base import Backend
+from ..base import Backend, Packet
 
 
 class Null(Backend):
@@ -14,5 +14,5 @@ class Null(Backend):
     def send(self, frame: bytes, t_ns: int) -> bool:
         return self._tx_fail("link_down", "null backend has no cable")
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         return []

@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from ..base import Backend, BackendError, BackendUnavailable, Packet
 from .usermode import PeerGone, PeerUnreachable
@@ -51,7 +51,7 @@ _LEN = struct.Struct("!I")
 MAX_FRAME = 65535 + 14  # passt's own limit on the qemu socket (an IPv4 packet + Ethernet header)
 
 
-def _stop_child(proc: subprocess.Popen, tmpdir: Optional[str], timeout: float = 2.0) -> None:
+def _stop_child(proc: subprocess.Popen[bytes], tmpdir: Optional[str], timeout: float = 2.0) -> None:
     """TERM, wait, KILL: never leave passt behind; remove its private directory."""
     try:
         if proc.poll() is None:
@@ -90,12 +90,13 @@ class Passt(Backend):
     def __init__(self, *, address: str = "10.0.2.15", netmask: int | str = 24,
                  gateway: str = "10.0.2.2", mac: Optional[str] = "52:55:0a:00:02:02", mtu: int = 1500,
                  dns: Sequence[str] = (), dns_forward: Optional[str] = None,
-                 tcp_ports: Sequence = (), udp_ports: Sequence = (),
+                 tcp_ports: Sequence[Union[int, str]] = (),
+                 udp_ports: Sequence[Union[int, str]] = (),
                  interface: Optional[str] = "lo", map_gateway: bool = True, ipv4_only: bool = True,
                  runas: Optional[str] = None, netns: Optional[str] = None,
                  passt: str = "passt", extra_args: Sequence[str] = (), start_timeout: float = 10.0,
                  out_buffer: int = 4 << 20, trim_padding: bool = True,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None) -> None:
         super().__init__(name)
         self.trim_padding = trim_padding
         self.padding_trimmed = 0
@@ -109,7 +110,7 @@ class Passt(Backend):
         self._rxbuf = bytearray(1 << 18)
         self._sock: Optional[socket.socket] = None
         self._epoll = select.epoll()  # fileno(): stays the same number for the backend's life
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
         self._tmp: Optional[str] = None
         self._finalizer = None
         exe = shutil.which(passt)
@@ -187,7 +188,7 @@ class Passt(Backend):
         deadline = time.monotonic() + timeout
         last = None
         while True:
-            rc = self._proc.poll()
+            rc = self._proc.poll()  # type: ignore[union-attr]  # started before _connect
             if rc is not None:
                 self.exit_status = rc
                 raise PeerUnreachable(f"passt exited with status {rc} before accepting a "
@@ -260,7 +261,7 @@ class Passt(Backend):
         out = self._out
         while out:
             try:
-                n = self._sock.send(out)
+                n = self._sock.send(out)  # type: ignore[union-attr]  # callers saw the socket
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -288,13 +289,13 @@ class Passt(Backend):
         self._out += _LEN.pack(n)
         self._out += frame
         self._flush()
-        if self.error is not None:
-            return self._tx_fail("peer_gone", str(self.error))
+        if self.error is not None:  # _flush() may have set it
+            return self._tx_fail("peer_gone", str(self.error))  # type: ignore[unreachable]
         self._tx_ok(frame)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out: list = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         if self.closed or self._sock is None:
             return out
         if self._out:
@@ -320,8 +321,9 @@ class Passt(Backend):
             view.release()
         return out
 
-    def _parse(self, now_ns: int, limit: int) -> list:
-        out, buf, pos = [], self._in, 0
+    def _parse(self, now_ns: int, limit: int) -> list[Packet]:
+        out: list[Packet] = []
+        buf, pos = self._in, 0
         end = len(buf)
         while len(out) < limit and end - pos >= 4:
             (n,) = _LEN.unpack_from(buf, pos)
@@ -343,7 +345,7 @@ class Passt(Backend):
             del buf[:pos]
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(pid=self.pid if self._proc else None, child_running=self.child_running,
                  exit_status=self.exit_status, error=str(self.error) if self.error else None,
@@ -366,7 +368,7 @@ class Passt(Backend):
                 self.exit_status = self._proc.returncode
             if self._finalizer is not None:
                 self._finalizer.detach()
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            shutil.rmtree(self._tmp, ignore_errors=True)  # type: ignore[arg-type]  # set with _proc
         try:
             self._logf.close()
         except AttributeError:

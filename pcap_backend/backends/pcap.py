@@ -22,7 +22,7 @@ import os
 import select
 import socket
 import time
-from typing import Optional
+from typing import Any, NoReturn, Optional, Sequence, Union
 
 from ..base import (Backend, BackendError, NoSuchInterface, Packet,
                     PermissionDenied)
@@ -63,15 +63,15 @@ PCAP_ERROR_IFACE_NOT_UP = -9
 PCAP_ERROR_PROMISC_PERM_DENIED = -11
 INSTALL_HINT = "install the Debian package libpcap0.8 (apt-get install libpcap0.8)"
 
-_loaded: dict = {}
+_loaded: dict[tuple[str, ...], tuple[Any, Any]] = {}  # cffi's (ffi, lib): no types
 
 
-def _probe_libpcap(ffi, lib):
+def _probe_libpcap(ffi: Any, lib: Any) -> tuple[Any, Any]:
     lib.pcap_lib_version  # noqa: B018 - check it is really libpcap
     return ffi, lib
 
 
-def load_libpcap(names=LIBRARY_NAMES):
+def load_libpcap(names: Union[str, Sequence[str]] = LIBRARY_NAMES) -> tuple[Any, Any]:
     """(ffi, lib) for the first loadable name; BackendUnavailable says what to install."""
     return _util.load_cffi_library("libpcap", _CDEF, names, INSTALL_HINT, _probe_libpcap, _loaded)
 
@@ -79,10 +79,12 @@ class Pcap(Backend):
     """`Pcap("eth0")`: a live libpcap handle opened in the calling thread's network namespace."""
 
     name = "pcap"
+    kernel_drops: int  # counted from the first handle on (0 in __init__)
 
     def __init__(self, ifname: str, *, snaplen: int = 262144, promisc: bool = True,
-                 buffer_size: int = 8 << 20, direction_in: bool = True, library=LIBRARY_NAMES,
-                 reopen_interval: float = 0.5, name: Optional[str] = None):
+                 buffer_size: int = 8 << 20, direction_in: bool = True,
+                 library: Union[str, Sequence[str]] = LIBRARY_NAMES,
+                 reopen_interval: float = 0.5, name: Optional[str] = None) -> None:
         super().__init__(name or f"pcap.{ifname}")
         _util.check_ifname(ifname)
         if snaplen < 262144:
@@ -103,15 +105,16 @@ class Pcap(Backend):
         self.reopens = 0  # times a new handle was opened on an interface of the same name
         self._gone = False
         self._next_try = 0.0
-        self._p = None
+        self._p: Any = None  # the pcap_t * (cffi)
         self._fd = -1
         self._hdr = ffi.new("struct pcap_pkthdr **")
         self._data = ffi.new("const unsigned char **")
         self._stat = ffi.new("struct pcap_stat *")
         # a socket in the same namespace for interface-flag/index queries (link_up, removal)
         self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._ns = None
-        self._epoll = None
+        self._ns: Optional[int] = None
+        # an epoll once __init__ returns (it raises otherwise)
+        self._epoll: select.epoll = None  # type: ignore[assignment]
         try:
             self._open()
             self._ns = netns_fd()  # where a reopen must happen
@@ -120,7 +123,7 @@ class Pcap(Backend):
                 self._epoll.register(self._fd, select.EPOLLIN)
         except BaseException:
             if self._p is not None:
-                lib.pcap_close(self._p)
+                lib.pcap_close(self._p)  # type: ignore[unreachable]  # _open() may have set it
                 self._p = None
             for x in (self._ctl, self._epoll):
                 if x is not None:
@@ -171,12 +174,14 @@ class Pcap(Backend):
             raise
 
     def _status(self, rc: int) -> str:
-        return self.ffi.string(self.lib.pcap_statustostr(rc)).decode(errors="replace")
+        status: str = self.ffi.string(self.lib.pcap_statustostr(rc)).decode(errors="replace")
+        return status
 
     def _geterr(self) -> str:
-        return self.ffi.string(self.lib.pcap_geterr(self._p)).decode(errors="replace")
+        err: str = self.ffi.string(self.lib.pcap_geterr(self._p)).decode(errors="replace")
+        return err
 
-    def _raise_activate(self, rc: int):
+    def _raise_activate(self, rc: int) -> NoReturn:
         status, detail = self._status(rc), self._geterr()
         msg = f"pcap_activate({self.ifname}): {status}" + (f": {detail}" if detail and detail != status else "")
         if rc == PCAP_ERROR_NO_SUCH_DEVICE:
@@ -250,8 +255,8 @@ class Pcap(Backend):
         self.log.info("%s: interface %s is back (ifindex %s): reopened", self.name, self.ifname,
                       self._ifindex)
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         if self.closed:
             return out
         if self._gone:
@@ -302,7 +307,7 @@ class Pcap(Backend):
         self._tx_ok(frame)
         return True
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         self._read_stats()
         s = super().stats()
         s.update(ifname=self.ifname, if_drops=self.if_drops, rx_truncated=self.rx_truncated,
@@ -326,7 +331,7 @@ class Pcap(Backend):
                 self._ns = None
         super().close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

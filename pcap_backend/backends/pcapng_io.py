@@ -12,11 +12,17 @@ import errno as _errno
 import io
 import os
 import time
-from typing import Iterator, Optional
+from typing import IO, TYPE_CHECKING, Any, Generator, Iterable, Optional, Union, cast
 
 from ..base import Backend, CaptureFormatError, Packet, PacketMeta
-from ..capfile import (DEFAULT_MAX_BLOCK, SNAPLEN, iter_capture, pcapng_header,
-                       pcapng_packet)
+from ..capfile import (DEFAULT_MAX_BLOCK, SNAPLEN, CapturedFrame, CaptureSource, iter_capture,
+                       pcapng_header, pcapng_packet)
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
+
+# a packet waiting in a replay: (arrival_ns, None for asap; frame; metadata)
+_Pending = tuple[Optional[int], bytes, Optional[PacketMeta]]
 
 __all__ = ["CaptureReplay", "PcapngReplay", "PcapngRecorder", "PcapngTee", "iter_pcapng"]
 
@@ -40,10 +46,11 @@ class CaptureReplay(Backend):
 
     name = "replay"
 
-    def __init__(self, source, *, timing: str = "recorded", start_ns: int = 0,
-                 peer: Optional[Backend] = None, directions=None, strict: bool = True,
+    def __init__(self, source: Union[CaptureSource, Iterable[CapturedFrame]], *,
+                 timing: str = "recorded", start_ns: int = 0, peer: Optional[Backend] = None,
+                 directions: Optional[Iterable[Optional[str]]] = None, strict: bool = True,
                  max_block: int = DEFAULT_MAX_BLOCK, as_fast: bool = False,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None) -> None:
         super().__init__(name)
         if as_fast:
             timing = "asap"
@@ -60,24 +67,26 @@ class CaptureReplay(Backend):
         self._error_raised = False
         self.rx_skipped = 0
         self.tx_accepted = 0
-        self._next: Optional[tuple] = None  # (arrival_ns or None, frame, meta)
+        self._next: Optional[_Pending] = None  # (arrival_ns or None, frame, meta)
         self.done = False
-        self._file = None
+        self._file: Optional[IO[bytes]] = None
+        self._it: Iterable[CapturedFrame]
         if isinstance(source, (str, os.PathLike)):
             self._file = open(source, "rb")  # a missing file raises here, at construction
             self._it = iter_capture(self._file, max_block=max_block)
         elif hasattr(source, "read"):
-            self._it = iter_capture(source, max_block=max_block)
+            self._it = iter_capture(cast("IO[bytes]", source), max_block=max_block)  # has read()
         else:
             self._it = iter(source)
         self._gen = self._packets(self._it)
         self._advance()
 
-    def _packets(self, frames) -> Iterator[tuple]:
+    def _packets(self, frames: Iterable[CapturedFrame]) -> Generator[_Pending, None, None]:
         """(arrival_ns or None for asap, frame, meta) from captured frames, in order; a damaged
         file ends the stream with `self.error` set."""
         directions, recorded, start = self.directions, self.timing == "recorded", self.start_ns
-        first = last = None
+        first: Optional[int] = None
+        last = start  # set again with the first packet
         try:
             for ts_ns, frame, outgoing, meta in frames:
                 if directions is not None and outgoing not in directions:
@@ -100,8 +109,8 @@ class CaptureReplay(Backend):
         if self._next is None:
             self.done = True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         p = self._next
         gen = self._gen
         nbytes = 0
@@ -151,7 +160,7 @@ class CaptureReplay(Backend):
         self._tx_ok(frame)
         return True
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(rx_skipped=self.rx_skipped, done=self.done and self._next is None,
                  format_error=str(self.error) if self.error else None)
@@ -194,11 +203,12 @@ class PcapngRecorder(Backend):
 
     name = "pcapng.recorder"
 
-    def __init__(self, path_or_file, inner: Optional[Backend] = None, *, flush: str = "poll",
+    def __init__(self, path_or_file: Union[str, os.PathLike[str], IO[bytes]],
+                 inner: Optional[Backend] = None, *, flush: str = "poll",
                  flush_bytes: int = 256 * 1024, snaplen: int = SNAPLEN,
                  if_name: str = "a2065", name: Optional[str] = None,
                  application: str = "a2065 pcap_backend", comment: Optional[str] = None,
-                 ts_offset_ns: int = 0, flush_interval: Optional[float] = None):
+                 ts_offset_ns: int = 0, flush_interval: Optional[float] = None) -> None:
         super().__init__(name)
         if flush not in ("poll", "packet"):
             raise ValueError("flush must be 'poll' or 'packet'")
@@ -207,7 +217,7 @@ class PcapngRecorder(Backend):
         self.flush_bytes = flush_bytes
         self.snaplen = snaplen
         if isinstance(path_or_file, (str, os.PathLike)):
-            self.f = open(path_or_file, "wb", buffering=0)
+            self.f: IO[bytes] = open(path_or_file, "wb", buffering=0)
             self._own = True
         else:
             self.f = path_or_file
@@ -222,7 +232,7 @@ class PcapngRecorder(Backend):
         self._pending = bytearray()
         self._pending_frames = 0
         try:
-            self._good = self.f.tell()
+            self._good: Optional[int] = self.f.tell()
         except (OSError, AttributeError, io.UnsupportedOperation):
             self._good = None
         self.recorded_frames = 0
@@ -232,7 +242,8 @@ class PcapngRecorder(Backend):
         self.flush()
 
     # -- recording -----------------------------------------------------------------------------
-    def record(self, t_ns: int, frame: bytes, outgoing: bool, meta: Optional[PacketMeta] = None) -> None:
+    def record(self, t_ns: int, frame: BytesLike, outgoing: bool,
+               meta: Optional[PacketMeta] = None) -> None:
         if self.closed:
             return
         self._pending += pcapng_packet(t_ns + self.ts_offset_ns, frame, outgoing, meta, self.snaplen)
@@ -252,7 +263,7 @@ class PcapngRecorder(Backend):
         try:
             view = memoryview(data)
             while view:
-                n = self.f.write(view)
+                n: Optional[int] = self.f.write(view)  # None: a raw non-blocking file
                 if n is None:  # a non-blocking raw file that took nothing
                     raise OSError(_errno.EAGAIN, "write would block")
                 view = view[n:]
@@ -306,7 +317,7 @@ class PcapngRecorder(Backend):
         self.record(t_ns, frame, True)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         if self.inner is None:
             return []
         pkts = self.inner.poll(now_ns, limit)
@@ -321,7 +332,7 @@ class PcapngRecorder(Backend):
         nd = getattr(self.inner, "next_deadline", None)
         return nd() if nd is not None else None
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(recorded_frames=self.recorded_frames, recorded_bytes=self.recorded_bytes,
                  record_errors=self.record_errors, record_dropped=self.record_dropped,
@@ -359,8 +370,8 @@ class PcapngTee(PcapngRecorder):
 
     name = "pcapng.tee"
 
-    def __init__(self, path, *, if_name: str = "a2065", comment: Optional[str] = None,
-                 flush_bytes: int = 8192, ts_offset_ns: int = 0, flush_interval: float = 0.5):
+    def __init__(self, path: Union[str, os.PathLike[str]], *, if_name: str = "a2065", comment: Optional[str] = None,
+                 flush_bytes: int = 8192, ts_offset_ns: int = 0, flush_interval: float = 0.5) -> None:
         self.path = str(path)
         self.frames = 0
         self.bytes = 0
@@ -368,7 +379,8 @@ class PcapngTee(PcapngRecorder):
                          application="a2065", comment=comment, ts_offset_ns=ts_offset_ns,
                          flush_interval=flush_interval)
 
-    def record(self, t_ns: int, frame: bytes, outgoing: bool, meta: Optional[PacketMeta] = None) -> None:
+    def record(self, t_ns: int, frame: BytesLike, outgoing: bool,
+               meta: Optional[PacketMeta] = None) -> None:
         if self.closed:
             return
         self.frames += 1

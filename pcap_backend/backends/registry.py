@@ -13,19 +13,26 @@ them), and a missing library only matters to the backend that needs it.
 from __future__ import annotations
 
 import importlib
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
-__all__ = ["REGISTRY", "USERMODE_BACKENDS", "BackendKind", "open_backend", "backend_class"]
+if TYPE_CHECKING:
+    from ..base import Backend
+
+__all__ = ["REGISTRY", "USERMODE_BACKENDS", "BackendKind", "open_backend", "backend_class",
+           "Forward"]
+
+#: A port forward of the NAT backends: (protocol "tcp"/"udp", host port, guest port).
+Forward = tuple[str, int, int]
 
 _PACKAGE = __name__.rpartition(".")[0]
 
 
-def _passt_forwards(fwd: Sequence[tuple]) -> dict:
+def _passt_forwards(fwd: Sequence[Forward]) -> dict[str, Any]:
     return {"tcp_ports": [f"{h}:{g}" for p, h, g in fwd if p == "tcp"],
             "udp_ports": [f"{h}:{g}" for p, h, g in fwd if p == "udp"]}
 
 
-def _slirp_forwards(fwd: Sequence[tuple]) -> dict:
+def _slirp_forwards(fwd: Sequence[Forward]) -> dict[str, Any]:
     return {"hostfwd": [(p, "127.0.0.1", h, g) for p, h, g in fwd]}
 
 
@@ -34,7 +41,7 @@ class BackendKind(NamedTuple):
     cls: str                     # the Backend class in it
     iface: Optional[str]         # what the iface argument names ("interface", "switch"), or None
     summary: str
-    forwards: Optional[Callable[[Sequence[tuple]], dict]] = None  # (proto, host, guest) -> options
+    forwards: Optional[Callable[[Sequence[Forward]], dict[str, Any]]] = None  # (proto, host, guest) -> options
 
 
 REGISTRY = {
@@ -59,14 +66,15 @@ def _kind(name: str) -> BackendKind:
         raise ValueError(f"unknown backend {name!r} (one of {', '.join(REGISTRY)})") from None
 
 
-def backend_class(name: str) -> type:
+def backend_class(name: str) -> type[Backend]:
     """The Backend class registered as `name` (its module is imported now)."""
     kind = _kind(name)
-    return getattr(importlib.import_module(f"{_PACKAGE}.{kind.module}"), kind.cls)
+    cls: type[Backend] = getattr(importlib.import_module(f"{_PACKAGE}.{kind.module}"), kind.cls)
+    return cls
 
 
-def open_backend(name: str, iface: Optional[str] = None, *, forwards: Sequence[tuple] = (),
-                 open_in_netns: Optional[str] = None, **opts):
+def open_backend(name: str, iface: Optional[str] = None, *, forwards: Sequence[Forward] = (),
+                 open_in_netns: Optional[str] = None, **opts: Any) -> Backend:
     """Open the backend registered as `name`. iface: the host interface (afpacket, pcap, tap) or
     the switch's control directory (vde); not used by passt/slirp. forwards: (proto, host_port,
     guest_port) tuples for the NAT backends. open_in_netns: open it inside that network namespace
@@ -80,7 +88,7 @@ def open_backend(name: str, iface: Optional[str] = None, *, forwards: Sequence[t
         if kind.forwards is None:
             raise ValueError(f"backend {name} has no port forwards (only {', '.join(n for n, k in REGISTRY.items() if k.forwards)})")
         opts.update(kind.forwards(forwards))
-    cls = backend_class(name)
+    cls: Callable[..., Backend] = backend_class(name)  # each class has its own arguments
     from ..netns import in_netns
     with in_netns(open_in_netns):
         if kind.iface == "interface":

@@ -39,7 +39,8 @@ import itertools
 import select
 import socket
 import time
-from typing import Callable, Optional, Sequence
+from types import TracebackType
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ..base import Backend, BackendError, Packet
 from . import _util
@@ -122,19 +123,19 @@ _FROM_POLL = ((select.POLLIN, SLIRP_POLL_IN), (select.POLLOUT, SLIRP_POLL_OUT),
               (select.POLLHUP, SLIRP_POLL_HUP), (select.POLLNVAL, SLIRP_POLL_ERR))
 MAX_FRAME = 65535 + 14
 
-_loaded: dict = {}
+_loaded: dict[tuple[str, ...], tuple[Any, Any, Any, str]] = {}  # cffi objects: no types
 
 
-def _probe_libslirp(ffi, lib):
-    version = ffi.string(lib.slirp_version_string()).decode()
+def _probe_libslirp(ffi: Any, lib: Any) -> tuple[Any, Any, Any, str]:
+    version: str = ffi.string(lib.slirp_version_string()).decode()
     return ffi, lib, ffi.dlopen(None), version  # libc: free() for slirp_connection_info
 
 
-def load_libslirp(names=LIBRARY_NAMES):
+def load_libslirp(names: Union[str, Sequence[str]] = LIBRARY_NAMES) -> tuple[Any, Any, Any, str]:
     """(ffi, lib, libc, version string) for the first loadable name; BackendUnavailable otherwise."""
     return _util.load_cffi_library("libslirp", _CDEF, names, INSTALL_HINT, _probe_libslirp, _loaded)
 
-def _in_addr(ffi, dotted: str):
+def _in_addr(ffi: Any, dotted: str) -> Any:
     a = ffi.new("struct in_addr *")
     a.s_addr = int.from_bytes(socket.inet_aton(dotted), "little")  # network order in memory
     return a[0]
@@ -143,9 +144,10 @@ def _in_addr(ffi, dotted: str):
 class _Timer:
     __slots__ = ("cb", "cb_opaque", "timer_id", "expire_ms", "gen", "freed")
 
-    def __init__(self, cb, cb_opaque, timer_id=None):
+    def __init__(self, cb: Any, cb_opaque: Any, timer_id: Optional[int] = None) -> None:
+        # cb: the SlirpTimerCb (cffi), None for a timer of an id (slirp_handle_timer)
         self.cb, self.cb_opaque, self.timer_id = cb, cb_opaque, timer_id
-        self.expire_ms = None
+        self.expire_ms: Optional[int] = None
         self.gen = 0
         self.freed = False
 
@@ -160,23 +162,25 @@ class Slirp(Backend):
                  nameserver: str = "10.0.2.3", dns: bool = False, dhcp: bool = True,
                  restricted: bool = False, disable_host_loopback: bool = False,
                  hostname: Optional[str] = None, mtu: int = 1500,
-                 hostfwd: Sequence = (), clock: Optional[Callable[[], int]] = None,
-                 max_queue: int = 4096, library=LIBRARY_NAMES, name: Optional[str] = None):
+                 hostfwd: Sequence[tuple[Any, ...]] = (),
+                 clock: Optional[Callable[[], int]] = None, max_queue: int = 4096,
+                 library: Union[str, Sequence[str]] = LIBRARY_NAMES,
+                 name: Optional[str] = None) -> None:
         super().__init__(name)
         self.ffi, self.lib, self._libc, self.version = ffi, lib, libc, version = load_libslirp(library)
         self._clock = clock or time.monotonic_ns
-        self._queue: list = []
+        self._queue: list[bytes] = []
         self._max_queue = max_queue
         self.rx_dropped: dict[str, int] = {}
         self.guest_errors = 0
         self.timers_fired = 0
-        self.hostfwds: list = []
+        self.hostfwds: list[tuple[str, str, int, str, int]] = []
         self._timers: dict[int, _Timer] = {}
-        self._heap: list = []
+        self._heap: list[tuple[int, int, int]] = []  # (expire_ms, timer id, generation)
         self._ids = itertools.count(1)
         self._need_poll = True
-        self._pollfds: list = []
-        self._revents: list = []
+        self._pollfds: list[tuple[int, int]] = []  # (fd, poll events)
+        self._revents: list[int] = []
         self._epoll = select.epoll()
         self._registered: set[int] = set()
         self.poll_fd_registrations = 0
@@ -185,9 +189,10 @@ class Slirp(Backend):
         self.dns = dns
 
         cbs = self._cbs = ffi.new("SlirpCb *")
-        keep = self._keep = []
+        keep: list[Any] = []
+        self._keep = keep  # the cffi callbacks live as long as the backend
 
-        def cb(sig, fn):
+        def cb(sig: str, fn: Callable[..., Any]) -> Any:
             c = ffi.callback(sig, fn, onerror=self._callback_error)
             keep.append(c)
             return c
@@ -207,7 +212,7 @@ class Slirp(Backend):
         self._callback_exc: Optional[BaseException] = None
 
         cfg = self._cfg = ffi.new("SlirpConfig *")
-        self._strings = []
+        self._strings: list[Any] = []
         cfg.restricted = 1 if restricted else 0
         cfg.in_enabled = True
         cfg.vnetwork = _in_addr(ffi, network)
@@ -225,7 +230,7 @@ class Slirp(Backend):
         cfg.disable_host_loopback = disable_host_loopback
         cfg.disable_dns = not dns
         cfg.disable_dhcp = not dhcp
-        self.config_version = None
+        self.config_version: Optional[int] = None
         for v in (4, 3, 2, 1):  # slirp_new returns NULL for a version newer than the library's
             cfg.version = v
             p = lib.slirp_new(cfg, cbs, ffi.NULL)
@@ -235,7 +240,7 @@ class Slirp(Backend):
         if self._slirp == ffi.NULL:
             self._epoll.close()
             raise BackendError(f"slirp_new failed for every SlirpConfig version (libslirp {version})")
-        if not dns and self.config_version < 3:
+        if not dns and self.config_version < 3:  # type: ignore[operator]  # slirp_new took one
             self.log.warning("%s: libslirp %s has no disable_dns (config v%d): DNS queries to %s "
                              "are forwarded to the host's resolvers", self.name, version,
                              self.config_version, nameserver)
@@ -251,12 +256,13 @@ class Slirp(Backend):
                       version, self.config_version, host, dhcp_start)
 
     # -- callbacks (called by libslirp from inside our own calls) ------------------------------------
-    def _callback_error(self, exc_type, exc, tb):
+    def _callback_error(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
         if self._callback_exc is None:
             self._callback_exc = exc
         self.log.error("%s: exception in a libslirp callback: %r", self.name, exc)
 
-    def _cb_send_packet(self, buf, n, _opaque):
+    def _cb_send_packet(self, buf: Any, n: int, _opaque: Any) -> int:
         if len(self._queue) >= self._max_queue:
             self.rx_dropped["queue_full"] = self.rx_dropped.get("queue_full", 0) + 1
             self.conditions.hit("rx:queue_full", "%s: receive queue full (%d frames): the card "
@@ -266,29 +272,29 @@ class Slirp(Backend):
         self._queue.append(frame)
         return n
 
-    def _cb_guest_error(self, msg, _opaque):
+    def _cb_guest_error(self, msg: Any, _opaque: Any) -> None:
         self.guest_errors += 1
         text = self.ffi.string(msg).decode(errors="replace")
         self.conditions.hit("guest_error:" + text[:60], "%s: libslirp reports a guest error: %s",
                             self.name, text)
 
-    def _new_timer(self, t: _Timer):
+    def _new_timer(self, t: _Timer) -> Any:
         tid = next(self._ids)
         self._timers[tid] = t
         return self.ffi.cast("void *", tid)
 
-    def _cb_timer_new(self, cb, cb_opaque, _opaque):
+    def _cb_timer_new(self, cb: Any, cb_opaque: Any, _opaque: Any) -> Any:
         return self._new_timer(_Timer(cb, cb_opaque))
 
-    def _cb_timer_new_opaque(self, timer_id, cb_opaque, _opaque):
+    def _cb_timer_new_opaque(self, timer_id: int, cb_opaque: Any, _opaque: Any) -> Any:
         return self._new_timer(_Timer(None, cb_opaque, int(timer_id)))
 
-    def _cb_timer_free(self, handle, _opaque):
+    def _cb_timer_free(self, handle: Any, _opaque: Any) -> None:
         t = self._timers.pop(int(self.ffi.cast("uintptr_t", handle)), None)
         if t is not None:
             t.freed = True
 
-    def _cb_timer_mod(self, handle, expire_ms, _opaque):
+    def _cb_timer_mod(self, handle: Any, expire_ms: int, _opaque: Any) -> None:
         tid = int(self.ffi.cast("uintptr_t", handle))
         t = self._timers.get(tid)
         if t is None:
@@ -297,13 +303,13 @@ class Slirp(Backend):
         t.expire_ms = expire_ms
         heapq.heappush(self._heap, (expire_ms, tid, t.gen))
 
-    def _cb_register(self, fd, _opaque):
+    def _cb_register(self, fd: int, _opaque: Any) -> None:
         self.poll_fd_registrations += 1
 
-    def _cb_unregister(self, fd, _opaque):
+    def _cb_unregister(self, fd: int, _opaque: Any) -> None:
         self.poll_fd_registrations -= 1
 
-    def _sync_epoll(self, fds) -> None:
+    def _sync_epoll(self, fds: list[tuple[int, int]]) -> None:
         want = {fd for fd, ev in fds if ev & select.POLLIN}
         reg = self._registered
         for fd in reg - want:
@@ -318,10 +324,10 @@ class Slirp(Backend):
                 want.discard(fd)
         self._registered = want
 
-    def _cb_notify(self, _opaque):
+    def _cb_notify(self, _opaque: Any) -> None:
         self._need_poll = True
 
-    def _cb_add_poll(self, fd, events, _opaque):
+    def _cb_add_poll(self, fd: int, events: int, _opaque: Any) -> int:
         ev = 0
         for s, p in _TO_POLL:
             if events & s:
@@ -329,12 +335,12 @@ class Slirp(Backend):
         self._pollfds.append((fd, ev))
         return len(self._pollfds) - 1
 
-    def _cb_get_revents(self, idx, _opaque):
+    def _cb_get_revents(self, idx: int, _opaque: Any) -> int:
         if 0 <= idx < len(self._revents):
             return self._revents[idx]
         return 0
 
-    def _raise_callback_error(self):
+    def _raise_callback_error(self) -> None:
         exc, self._callback_exc = self._callback_exc, None
         if exc is not None:
             raise BackendError(f"{self.name}: a libslirp callback failed: {exc!r}") from exc
@@ -365,7 +371,7 @@ class Slirp(Backend):
         err = 0
         if fds:
             poller = select.poll()
-            index: dict[int, list] = {}
+            index: dict[int, list[int]] = {}
             for i, (fd, ev) in enumerate(fds):
                 index.setdefault(fd, []).append(i)
                 poller.register(fd, ev)
@@ -404,7 +410,7 @@ class Slirp(Backend):
         self._tx_ok(frame)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
         if self.closed:
             return []
         self._run_timers()
@@ -414,7 +420,7 @@ class Slirp(Backend):
         self._raise_callback_error()
         q = self._queue
         take, self._queue = q[:limit], q[limit:]
-        out = []
+        out: list[Packet] = []
         for frame in take:
             self._rx(frame)
             out.append(Packet(now_ns, frame, None))
@@ -438,11 +444,12 @@ class Slirp(Backend):
     def connection_info(self) -> str:
         p = self.lib.slirp_connection_info(self._slirp)
         try:
-            return self.ffi.string(p).decode(errors="replace")
+            info: str = self.ffi.string(p).decode(errors="replace")
+            return info
         finally:
             self._libc.free(p)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(libslirp=self.version, config_version=self.config_version,
                  queued=len(self._queue), rx_dropped=dict(self.rx_dropped),
@@ -461,7 +468,7 @@ class Slirp(Backend):
         self._epoll.close()
         self._queue = []
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

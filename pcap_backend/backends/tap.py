@@ -16,7 +16,7 @@ import fcntl
 import os
 import socket
 import struct
-from typing import Optional
+from typing import Any, Optional
 
 from ..base import (VNET_HDR_LEN, Backend, BackendError, BackendUnavailable, NoSuchInterface,
                     Packet, PacketMeta, PermissionDenied)
@@ -34,7 +34,7 @@ class Tap(Backend):
     name = "tap"
 
     def __init__(self, ifname: str = "a2065tap%d", *, vnet_hdr: bool = False, offload: bool = False,
-                 create: bool = True, bufsize: int = 262144, name: Optional[str] = None):
+                 create: bool = True, bufsize: int = 262144, name: Optional[str] = None) -> None:
         _util.check_ifname(ifname.replace("%d", "0"))
         super().__init__(name or f"tap.{ifname}")
         if offload and not vnet_hdr:
@@ -108,8 +108,8 @@ class Tap(Backend):
         self._tx_ok(frame)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         if self.closed:
             return out
         hdr, buf = self._hdr, self._buf
@@ -134,7 +134,7 @@ class Tap(Backend):
         view.release()
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(ifname=self.ifname, rx_errors=dict(self.rx_errors))
         return s

@@ -11,7 +11,9 @@ reason ``peer_gone`` and `raise_if_failed()` raises it.
 """
 from __future__ import annotations
 
-from ..base import BackendError
+from typing import Any
+
+from ..base import Backend, BackendError
 
 __all__ = ["PeerUnreachable", "PeerGone", "make_usermode_backend"]
 
@@ -23,7 +25,7 @@ class PeerGone(PeerUnreachable):
     """The daemon exited or the switch closed the connection while the backend was open."""
 
 
-def make_usermode_backend(name: str, **opts):
+def make_usermode_backend(name: str, **opts: Any) -> Backend:
     """Build a user-mode backend by name through the one registry (`pcap_backend.backends.
     open_backend`): "passt" -> `Passt(**opts)`, "slirp" -> `Slirp(**opts)`, "vde" -> `Vde(**opts)`."""
     from .registry import USERMODE_BACKENDS, backend_class

@@ -45,11 +45,14 @@ import os
 import re
 import select
 import time
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
 
 from ..base import Backend, BackendError, BackendUnavailable, Packet
 from . import _util
 from .usermode import PeerGone, PeerUnreachable
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 INSTALL_HINT = ("install the Debian package libvdeplug2 (apt-get install libvdeplug2; "
                 "vde_switch is in vde2)")
@@ -72,15 +75,15 @@ int vde_close(VDECONN *conn);
 _GONE_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN, errno.EPIPE,
                 errno.ECONNRESET, errno.EBADF}
 
-_loaded: dict = {}
+_loaded: dict[tuple[str, ...], tuple[Any, Any]] = {}  # cffi's (ffi, lib): no types
 
 
-def _probe_libvdeplug(ffi, lib):
+def _probe_libvdeplug(ffi: Any, lib: Any) -> tuple[Any, Any]:
     lib.vde_open_real  # noqa: B018 - check it is really libvdeplug
     return ffi, lib
 
 
-def load_libvdeplug(names=LIBRARY_NAMES):
+def load_libvdeplug(names: Union[str, Sequence[str]] = LIBRARY_NAMES) -> tuple[Any, Any]:
     """(ffi, lib) for the first loadable name; BackendUnavailable says what to install."""
     return _util.load_cffi_library("libvdeplug", _CDEF, names, INSTALL_HINT, _probe_libvdeplug,
                                    _loaded)
@@ -110,7 +113,7 @@ class VdeUrl(NamedTuple):
     url: str
 
 
-def parse_url(url) -> VdeUrl:
+def parse_url(url: Union[str, os.PathLike[str]]) -> VdeUrl:
     """`VdeUrl` of `url`; ValueError for an empty URL or a plugin name that is not a word."""
     s = os.fspath(url) if not isinstance(url, str) else url
     if not s:
@@ -130,9 +133,9 @@ def plugin_package(plugin: str) -> str:
     return PLUGIN_PACKAGES.get(plugin, "no Debian package (build the plugin from its source)")
 
 
-def _loaded_library_dirs() -> list:
+def _loaded_library_dirs() -> list[str]:
     """Directories of the libvdeplug this process mapped (from /proc/self/maps)."""
-    out: list = []
+    out: list[str] = []
     try:
         with open("/proc/self/maps") as f:
             for line in f:
@@ -146,11 +149,11 @@ def _loaded_library_dirs() -> list:
     return out
 
 
-def plugin_dirs() -> list:
+def plugin_dirs() -> list[str]:
     """Where libvdeplug 4 looks for ``libvdeplug_NAME.so``, in its order: each directory of
     $VDEPLUGIN_PATH, ~/.vdeplug, then ``vdeplug/`` beside the library (Debian:
     /usr/lib/<multiarch>/vdeplug) and under /usr/local/lib, /usr/lib, /lib."""
-    dirs: list = [d for d in os.environ.get("VDEPLUGIN_PATH", "").split(":") if d]
+    dirs: list[str] = [d for d in os.environ.get("VDEPLUGIN_PATH", "").split(":") if d]
     dirs.append(os.path.join(os.path.expanduser("~"), ".vdeplug"))
     dirs += [os.path.join(d, "vdeplug") for d in _loaded_library_dirs()]
     dirs += ["/usr/local/lib/vdeplug", "/usr/lib/vdeplug", "/lib/vdeplug"]
@@ -172,7 +175,7 @@ def find_plugin(plugin: str) -> Optional[str]:
     return None
 
 
-def installed_plugins() -> list:
+def installed_plugins() -> list[str]:
     """Sorted names of the plugins found in `plugin_dirs()` (``vde`` is always one: the library
     falls back to its own code for it)."""
     names = {"vde"}
@@ -220,7 +223,8 @@ class Vde(Backend):
 
     def __init__(self, switch: str, *, port: int = 0, description: str = "a2065",
                  reconnect: bool = False, reconnect_interval: float = 0.5,
-                 out_queue: int = 256, library=LIBRARY_NAMES, name: Optional[str] = None):
+                 out_queue: int = 256, library: Union[str, Sequence[str]] = LIBRARY_NAMES,
+                 name: Optional[str] = None) -> None:
         url = parse_url(switch)
         if name is None:
             if url.plugin == "vde":
@@ -252,7 +256,7 @@ class Vde(Backend):
         # (10 by default): a burst from the card meets EAGAIN. Such frames wait here, bounded,
         # and go out when the socket is writable again instead of being lost.
         self.out_queue = out_queue
-        self._txq: collections.deque = collections.deque()
+        self._txq: collections.deque[bytes] = collections.deque()
         self.tx_deferred = 0
         self._epoll = select.epoll()
         try:
@@ -402,8 +406,8 @@ class Vde(Backend):
             return self._tx_fail("too_big", f"{len(frame)} bytes")
         if self._txq:
             self._flush()
-            if self.error is not None:
-                return self._tx_fail("peer_gone", str(self.error))
+            if self.error is not None:  # _flush() may have set it
+                return self._tx_fail("peer_gone", str(self.error))  # type: ignore[unreachable]
         if self._txq:
             return self._defer(frame)
         n = self.lib.vde_send(self._conn, frame, len(frame), MSG_DONTWAIT)
@@ -420,7 +424,7 @@ class Vde(Backend):
         self._tx_ok(frame)
         return True
 
-    def _defer(self, frame) -> bool:
+    def _defer(self, frame: BytesLike) -> bool:
         if len(self._txq) >= self.out_queue:
             return self._tx_fail("eagain", "the switch is not reading (output queue full)")
         self._txq.append(bytes(frame))
@@ -428,8 +432,8 @@ class Vde(Backend):
         self._watch_writable(True)
         return True
 
-    def poll(self, now_ns: int, limit: int = 64) -> list:
-        out: list = []
+    def poll(self, now_ns: int, limit: int = 64) -> list[Packet]:
+        out: list[Packet] = []
         if self.closed:
             return out
         if self.error is not None:
@@ -438,8 +442,8 @@ class Vde(Backend):
                 return out
         if self._txq:
             self._flush()
-            if self.error is not None:
-                return out
+            if self.error is not None:  # _flush() may have set it
+                return out  # type: ignore[unreachable]
         ffi, lib, buf = self.ffi, self.lib, self._buf
         may_block = self._recv_may_block
         turns = 0
@@ -482,7 +486,7 @@ class Vde(Backend):
             self._check_ctl()
         return out
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         s = super().stats()
         s.update(switch=self.switch, plugin=self.plugin, reconnects=self.reconnects,
                  rx_errors=dict(self.rx_errors), rx_plugin_skipped=self.rx_plugin_skipped,
@@ -501,7 +505,7 @@ class Vde(Backend):
             self._epoll.close()
         super().close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:  # noqa: BLE001

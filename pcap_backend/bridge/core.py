@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from ..base import ChipPort
+from ..base import Backend, ChipPort, FrameRecorder, PacketMeta
 from .counters import COUNTER_NAMES, Counters
 from .delivery import DELIVERIES, Delivery
 from .own_frames import OwnFrames
-from .policy import ETH_MAX, LEGACY_QUEUE_FRAMES, POLICIES, MssTable, ReceivePolicy
+from .policy import (ETH_MAX, LEGACY_QUEUE_FRAMES, POLICIES, FlowKey, MssTable, ReceivePolicy,
+                     SegmentFunction)
 from .queue import FrameQueue
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 __all__ = ["Bridge", "TIMINGS"]
 
@@ -69,12 +73,13 @@ class Bridge:
     Counters (`COUNTER_NAMES`, ``dropped``) are read-only attributes and keys of `stats()`.
     """
 
-    def __init__(self, backend, chip, *, policy: str = "segment", delivery: str = "lossless",
-                 timing: Optional[str] = None, queue_frames: int = 1024,
-                 queue_bytes: int = 2 * 1024 * 1024, mac: Optional[bytes] = None, recorder=None,
+    def __init__(self, backend: Backend, chip: ChipPort, *, policy: str = "segment",
+                 delivery: str = "lossless", timing: Optional[str] = None,
+                 queue_frames: int = 1024, queue_bytes: int = 2 * 1024 * 1024,
+                 mac: Optional[BytesLike] = None, recorder: Optional[FrameRecorder] = None,
                  backpressure: Optional[bool] = None, mss_table_size: int = 256,
                  poll_limit: int = 64, csum_detect: bool = True, attach: bool = True,
-                 segment=None):
+                 segment: Optional[SegmentFunction] = None) -> None:
         self.chip = chip  # a ChipPort, else TypeError (naming card.lance for a board)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -96,7 +101,7 @@ class Bridge:
         self.backpressure = (not self.legacy) if backpressure is None else bool(backpressure)
         self.poll_limit = max(1, poll_limit)
         self.now = 0
-        self._logged: set = set()
+        self._logged: set[str] = set()
         self.counters = c = Counters()
         self.mss = MssTable(mss_table_size, c)
         self.own = OwnFrames(chip, mac)
@@ -113,13 +118,13 @@ class Bridge:
 
     # -- wiring ------------------------------------------------------------------------------
     @property
-    def chip(self):
+    def chip(self) -> ChipPort:
         """The ChipPort the bridge feeds. Assigning another (a card restored from a snapshot)
         rewires every part; the caller installs the transmit callback on it (or calls attach)."""
         return self._chip
 
     @chip.setter
-    def chip(self, chip) -> None:
+    def chip(self, chip: object) -> None:
         if not isinstance(chip, ChipPort):
             if hasattr(chip, "lance"):
                 raise TypeError(f"Bridge needs the chip, not the board: pass "
@@ -136,11 +141,11 @@ class Bridge:
             self.own.chip = chip
 
     @property
-    def recorder(self):
+    def recorder(self) -> Optional[FrameRecorder]:
         return self._recorder
 
     @recorder.setter
-    def recorder(self, rec) -> None:
+    def recorder(self, rec: Optional[FrameRecorder]) -> None:
         self._recorder = rec
         self.deliverer.recorder = rec
 
@@ -166,17 +171,17 @@ class Bridge:
             self.recorder.close()
 
     # -- helpers -----------------------------------------------------------------------------
-    def _once(self, key: str, msg: str, *args, level=logging.WARNING) -> None:
+    def _once(self, key: str, msg: str, *args: object, level: int = logging.WARNING) -> None:
         if key not in self._logged:
             self._logged.add(key)
             log.log(level, msg + " (logged once)", *args)
 
-    def learned_mss(self, key) -> Optional[int]:
+    def learned_mss(self, key: FlowKey) -> Optional[int]:
         """The MSS learned for a flow key (src ip, dst ip, sport, dport of the limited frames)."""
         return self.mss.get(key)
 
     # -- transmit ----------------------------------------------------------------------------
-    def transmit(self, frame_with_fcs, t_ns: int) -> bool:
+    def transmit(self, frame_with_fcs: BytesLike, t_ns: int) -> bool:
         """The chip's transmit callback: check a guest-supplied FCS, strip it, learn an MSS from
         a SYN, send, tee."""
         c = self.counters
@@ -208,7 +213,7 @@ class Bridge:
         return ok
 
     # -- receive -----------------------------------------------------------------------------
-    def ingest(self, frame, meta=None) -> int:
+    def ingest(self, frame: BytesLike, meta: Optional[PacketMeta] = None) -> int:
         """Run one received frame through the filter and the policy into the queue.
 
         Returns the number of frames queued. Public so benches and tests can feed frames
@@ -283,11 +288,11 @@ class Bridge:
     def queued_bytes(self) -> int:
         return self.queue.nbytes
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Every counter, plain data (JSON-ready)."""
         c = self.counters
         d = c.dropped
-        out = {"policy": self.policy, "delivery": self.delivery, "timing": self.timing}
+        out: dict[str, Any] = {"policy": self.policy, "delivery": self.delivery, "timing": self.timing}
         out.update({name: getattr(c, name) for name in COUNTER_NAMES})
         out.update({
             "queued": len(self.queue.frames),
@@ -307,7 +312,7 @@ class Bridge:
         return out
 
 
-def _counter(name):
+def _counter(name: str) -> property:
     return property(lambda self: getattr(self.counters, name),
                     doc=f"counter {name!r} (read-only; also in stats())")
 

@@ -12,7 +12,9 @@ the queue (own frame, legacy oversize, a segmentation error) is `reject`ed: it c
 """
 from __future__ import annotations
 
-__all__ = ["Counters", "COUNTER_NAMES"]
+from typing import Protocol
+
+__all__ = ["Counters", "COUNTER_NAMES", "LogOnce"]
 
 COUNTER_NAMES = (
     "received", "received_bytes", "super_packets", "segmented", "segments_made",
@@ -22,15 +24,43 @@ COUNTER_NAMES = (
 )
 
 
+class LogOnce(Protocol):
+    """The bridge's ``once(key, message, *args, level=...)``: log a condition the first time
+    ``key`` occurs, never per frame."""
+
+    def __call__(self, key: str, msg: str, *args: object, level: int = ...) -> None: ...
+
+
 class Counters:
     """Plain integer counters (names in COUNTER_NAMES) and ``dropped``: reason -> frames."""
 
     __slots__ = COUNTER_NAMES + ("dropped",)
 
-    def __init__(self):
+    # the names of COUNTER_NAMES, declared for type checkers (set to 0 in __init__)
+    received: int
+    received_bytes: int
+    super_packets: int
+    segmented: int
+    segments_made: int
+    csum_completed: int
+    frames_in: int
+    delivered: int
+    delivered_bytes: int
+    queue_high_frames: int
+    queue_high_bytes: int
+    padded: int
+    busy_retries: int
+    transmitted: int
+    transmitted_bytes: int
+    tx_failed: int
+    tx_bad_fcs: int
+    mss_learned: int
+    mss_used: int
+
+    def __init__(self) -> None:
         for name in COUNTER_NAMES:
             setattr(self, name, 0)
-        self.dropped: dict = {}
+        self.dropped: dict[str, int] = {}
 
     def reject(self, reason: str) -> None:
         """One received frame refused before the queue."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from .counters import Counters
+from ..base import ChipPort, FrameRecorder
+from .counters import Counters, LogOnce
 from .queue import FrameQueue
 
 __all__ = ["Delivery", "DELIVERIES"]
@@ -25,18 +26,18 @@ _REASONS = {"FILTERED": "filtered", "MISSED": "missed", "RX_OFF": "rx_off",
 
 
 class Delivery:
-    def __init__(self, chip, queue: FrameQueue, counters: Counters, *, lossless: bool, wire: bool,
-                 once):
+    def __init__(self, chip: ChipPort, queue: FrameQueue, counters: Counters, *, lossless: bool,
+                 wire: bool, once: LogOnce) -> None:
         self.chip = chip
         self.queue = queue
         self.lossless = lossless
         self.wire = wire
-        self.recorder = None
+        self.recorder: Optional[FrameRecorder] = None
         self._c = counters
         self._once = once
-        self._status_names: dict = {}
+        self._status_names: dict[object, str] = {}
 
-    def _status_name(self, st) -> str:
+    def _status_name(self, st: object) -> str:
         name = self._status_names.get(st)
         if name is None:
             name = getattr(st, "name", None) or str(st).rsplit(".", 1)[-1]

@@ -4,7 +4,12 @@ MAC is the card's own is dropped (``own_frame``), unless the chip is in external
 LOOP without INTL), where the card is meant to hear itself."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+from ..base import ChipPort
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 __all__ = ["OwnFrames"]
 
@@ -17,7 +22,7 @@ class OwnFrames:
     """The card's MAC: `mac` when given, else the chip's PADR once INIT loaded one, else the
     source MAC of the first frame the card sends (`learn_from_transmit`)."""
 
-    def __init__(self, chip, mac: Optional[bytes]):
+    def __init__(self, chip: ChipPort, mac: Optional[BytesLike]) -> None:
         self.chip = chip
         self.mac = bytes(mac) if mac is not None else None
 
@@ -29,11 +34,11 @@ class OwnFrames:
             return bytes(v)
         return None
 
-    def learn_from_transmit(self, frame) -> None:
+    def learn_from_transmit(self, frame: BytesLike) -> None:
         if self.mac is None and len(frame) >= 12 and self.card_mac() is None:
             self.mac = bytes(frame[6:12])
 
-    def is_own(self, frame) -> bool:
+    def is_own(self, frame: BytesLike) -> bool:
         mac = self.mac if self.mac is not None else self.card_mac()
         if mac is None or frame[6:12] != mac:
             return False

@@ -20,13 +20,23 @@ from __future__ import annotations
 import collections
 import logging
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .. import headers
-from .counters import Counters
+from ..base import PacketMeta
+from .counters import Counters, LogOnce
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 __all__ = ["ReceivePolicy", "MssTable", "Segmentation", "POLICIES", "ETH_MAX", "LEGACY_MAX",
-           "LEGACY_QUEUE_FRAMES"]
+           "LEGACY_QUEUE_FRAMES", "FlowKey", "SegmentFunction"]
+
+#: A TCP flow as its frames carry it: (src ip, dst ip, sport, dport).
+FlowKey = tuple[bytes, bytes, int, int]
+#: native.segment's signature: ``segment(frame, *, gso_size, mss, csum, csum_start,
+#: csum_offset)`` -> the wire frames.
+SegmentFunction = Callable[..., Sequence["BytesLike"]]
 
 POLICIES = ("segment", "drop-legacy")
 ETH_MAX = 1514            # largest frame without FCS the chip takes (1518 with FCS)
@@ -40,12 +50,12 @@ try:
     import native
     from native.errors import OutSpaceError, TableSpaceError
 except ImportError:  # pragma: no cover - native is part of this package
-    native = None
+    native = None  # type: ignore[assignment]
 
-    class OutSpaceError(ValueError):
+    class OutSpaceError(ValueError):  # type: ignore[no-redef]
         pass
 
-    class TableSpaceError(ValueError):
+    class TableSpaceError(ValueError):  # type: ignore[no-redef]
         pass
 
 
@@ -65,20 +75,20 @@ class MssTable:
     travelling *towards* the SYN's sender.
     """
 
-    def __init__(self, size: int, counters: Counters):
+    def __init__(self, size: int, counters: Counters) -> None:
         if size < 1:
             raise ValueError("mss_table_size must be >= 1")
-        self._t: "collections.OrderedDict" = collections.OrderedDict()
+        self._t: collections.OrderedDict[FlowKey, int] = collections.OrderedDict()
         self.size = size
         self._c = counters
 
     def __len__(self) -> int:
         return len(self._t)
 
-    def get(self, key) -> Optional[int]:
+    def get(self, key: FlowKey) -> Optional[int]:
         return self._t.get(key)
 
-    def learn(self, frame) -> bool:
+    def learn(self, frame: BytesLike) -> bool:
         """Learn from a SYN or SYN-ACK carrying an MSS option; False for any other frame."""
         s = syn_mss(frame)
         if s is None:
@@ -93,13 +103,13 @@ class MssTable:
             t.popitem(last=False)
         return True
 
-    def payload_limit(self, frame) -> Optional[int]:
+    def payload_limit(self, frame: BytesLike) -> Optional[int]:
         """Largest TCP payload a segment of `frame`'s flow may carry: the learned MSS minus the
         segment's TCP options and IP options (RFC 6691), <= 0 when the options leave no room;
         None when nothing was learned for the flow or the frame is not TCP."""
         h = headers.walk(frame)
         t = headers.tcp(frame, h)
-        if t is None:
+        if t is None or h is None:  # h is never None when t is not (for the type checker)
             return None
         mss = self._t.get((h.src, h.dst, t.sport, t.dport))
         if not mss:
@@ -108,16 +118,16 @@ class MssTable:
         return mss - t.options_len - h.ip_options
 
 
-def tcp_flow(frame: bytes):
+def tcp_flow(frame: BytesLike) -> Optional[tuple[bytes, bytes, int, int, int]]:
     """(src_ip, dst_ip, sport, dport, tcp_offset) of an IPv4/IPv6 TCP frame, or None."""
     h = headers.walk(frame)
     t = headers.tcp(frame, h)
-    if t is None:
+    if t is None or h is None:
         return None
     return h.src, h.dst, t.sport, t.dport, h.l4
 
 
-def syn_mss(frame: bytes):
+def syn_mss(frame: BytesLike) -> Optional[tuple[FlowKey, int]]:
     """(flow key, advertised MSS) if `frame` is a TCP SYN (or SYN-ACK) with an MSS option.
 
     The key is the flow the MSS limits, as its frames carry it: (SYN's dst ip, SYN's src ip,
@@ -126,7 +136,7 @@ def syn_mss(frame: bytes):
     """
     h = headers.walk(frame)
     t = headers.tcp(frame, h)
-    if t is None or not t.flags & headers.TCP_SYN:
+    if t is None or h is None or not t.flags & headers.TCP_SYN:
         return None
     mss = headers.tcp_mss_option(frame, t)
     if mss is None:
@@ -151,19 +161,21 @@ class Segmentation:
     OUT_CAP = 128 * 1024
     TABLE_CAP = 512
 
-    def __init__(self, segment=None, pool_size: int = 16):
-        self.segment = segment or _segment_function()
-        self._pool: "collections.deque" = collections.deque()
+    def __init__(self, segment: Optional[SegmentFunction] = None, pool_size: int = 16) -> None:
+        self.segment: SegmentFunction = segment or _segment_function()
+        self._pool: collections.deque[list[Any]] = collections.deque()
         self._pool_size = pool_size if segment is None and _has_segmenter() else 0
-        self._shared = native.Segmenter() if self._pool_size else None
+        # set whenever the pool is (split() reads it only then)
+        self._shared: Any = native.Segmenter() if self._pool_size else None
         self.copied = 0  # super-packets cut by the shared Segmenter (pool exhausted or too small)
 
-    def _new(self):
+    def _new(self) -> list[Any]:
         seg = native.Segmenter(self.OUT_CAP, self.TABLE_CAP)
         idle = sys.getrefcount(seg.out)
         return [seg, idle]
 
-    def split(self, frame, gso, mss, csum, cs, co):
+    def split(self, frame: BytesLike, gso: int, mss: int, csum: int, cs: int,
+              co: int) -> Sequence[BytesLike]:
         if self._pool_size:
             pool = self._pool
             entry = None
@@ -186,8 +198,10 @@ class Segmentation:
             shared = self._shared
             try:
                 self.copied += 1
-                return shared.take(shared.run(frame, gso_size=gso, mss=mss, csum=csum,
-                                              csum_start=cs, csum_offset=co))
+                copied: list[memoryview] = shared.take(shared.run(frame, gso_size=gso, mss=mss,
+                                                             csum=csum, csum_start=cs,
+                                                             csum_offset=co))
+                return copied
             except (OutSpaceError, TableSpaceError):
                 pass  # more than the preallocated buffers hold: segment() grows its own
         return self.segment(frame, gso_size=gso, mss=mss, csum=csum, csum_start=cs,
@@ -201,11 +215,12 @@ def _has_segmenter() -> bool:
             and hasattr(native, "Segmenter") and hasattr(sys, "getrefcount"))
 
 
-def _segment_function():
+def _segment_function() -> SegmentFunction:
     """native.segment (C core when built), else the pure-Python oracle."""
     seg = getattr(native, "segment", None) if native is not None else None
     if seg is not None:
-        return seg
+        found: SegmentFunction = seg
+        return found
     from native import oracle  # pragma: no cover - native is part of this package
     return oracle.segment
 
@@ -220,7 +235,8 @@ class ReceivePolicy:
     """
 
     def __init__(self, policy: str, counters: Counters, mss: MssTable, *, csum_detect: bool,
-                 segment=None, pool_size: int = 16, once):
+                 segment: Optional[SegmentFunction] = None, pool_size: int = 16,
+                 once: LogOnce) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         self.policy = policy
@@ -231,7 +247,7 @@ class ReceivePolicy:
         self._c = counters
         self._once = once
 
-    def frames_for(self, frame, meta):
+    def frames_for(self, frame: BytesLike, meta: Optional[PacketMeta]) -> Sequence[BytesLike]:
         n = len(frame)
         if self.legacy:
             if n > LEGACY_MAX:
@@ -256,7 +272,8 @@ class ReceivePolicy:
             return self._complete_only(frame, None)
         return (frame,)
 
-    def _cut(self, frame, meta, small: bool = False):
+    def _cut(self, frame: BytesLike, meta: Optional[PacketMeta],
+             small: bool = False) -> Sequence[BytesLike]:
         """A super-packet (or a frame that may exceed the learned MSS, `small`) into frames."""
         c = self._c
         gso = 0
@@ -288,7 +305,8 @@ class ReceivePolicy:
         c.segments_made += len(frames)
         return frames
 
-    def _complete_only(self, frame, meta):
+    def _complete_only(self, frame: BytesLike,
+                       meta: Optional[PacketMeta]) -> Sequence[BytesLike]:
         """Pass a frame through unchanged except for a partial L4 checksum, which is completed
         (segment() with no segment size: a frame that fits is passed through, SPEC step 5/8)."""
         if meta is not None:
@@ -315,6 +333,6 @@ class ReceivePolicy:
         return (frame,)
 
 
-def _payload_exceeds(frame, limit: int) -> bool:
+def _payload_exceeds(frame: BytesLike, limit: int) -> bool:
     t = headers.tcp(frame, headers.walk(frame))
     return t is not None and t.payload_len > limit

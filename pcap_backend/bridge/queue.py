@@ -3,6 +3,10 @@ budget, tail drop beyond them; and the backpressure rule that says how much one 
 from __future__ import annotations
 
 import collections
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from lance.buffers import BytesLike
 
 from .counters import Counters
 
@@ -26,17 +30,17 @@ class FrameQueue:
     refused whole because its last segments do not fit.
     """
 
-    def __init__(self, limit_frames: int, limit_bytes: int, counters: Counters):
+    def __init__(self, limit_frames: int, limit_bytes: int, counters: Counters) -> None:
         self.limit_frames = limit_frames
         self.limit_bytes = limit_bytes
-        self.frames: "collections.deque" = collections.deque()
+        self.frames: collections.deque[BytesLike] = collections.deque()
         self.nbytes = 0
         self._c = counters
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def offer(self, frames) -> int:
+    def offer(self, frames: Sequence[BytesLike]) -> int:
         """Queue the frames of one received packet (frames shorter than 60 bytes padded);
         returns how many were taken. Counts frames_in, padding, tail drops and high marks."""
         c = self._c
