@@ -43,14 +43,13 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
+from a2065.drivers.child import ROOT, child_env
 from pcap_backend.netns import NetnsError, in_netns, run as _run, set_link_mac
 
 __all__ = ["Rig", "in_netns", "stream_bytes", "StreamPattern", "set_link_mac", "RigError"]
 
-ROOT = Path(__file__).resolve().parents[2]
 _seq = itertools.count()
 
 SERVER_IP, GUEST_IP = "10.65.0.1", "10.65.0.2"
@@ -214,12 +213,11 @@ class Rig:
     def popen(self, ns: str, argv, **kw) -> subprocess.Popen:
         """Start a process inside a namespace ("server", "wire", "guest" or a name); it is
         killed at close()."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = child_env()
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         p = subprocess.Popen(["ip", "netns", "exec", self._ns(ns), *argv], env=env, text=True,
-                             cwd=str(ROOT), **kw)
+                             cwd=ROOT, **kw)
         self._procs.append(p)
         return p
 
@@ -384,8 +382,7 @@ def spawn_tool(procs: list, ns: str, *args: object) -> subprocess.Popen:
     to `procs`, and return it after its READY line (RigError if it does not start in 20 s)."""
     p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "a2065.rig",
                           *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=str(ROOT),
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         text=True, cwd=ROOT, env=child_env())
     procs.append(p)
     r, _, _ = select.select([p.stdout], [], [], 20)
     line = p.stdout.readline() if r else ""

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import threading
 import time
 from typing import Any, Sequence
 
-#: the tree this package runs from (a checkout or site-packages), for the child's PYTHONPATH
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from a2065.drivers.child import ROOT, child_env
+
 
 
 class EventChild:
-    """``argv`` started with PYTHONPATH at this tree; ``name`` labels its errors."""
+    """``argv`` started importing this tree (``child_env``); ``name`` labels its errors."""
 
     def __init__(self, argv: Sequence[str], err_path: str, name: str):
         self.name = name
@@ -26,7 +25,7 @@ class EventChild:
         self.err_path = err_path
         self._err = open(err_path, "w")
         self.proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=self._err,
-                                     text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+                                     text=True, cwd=ROOT, env=child_env())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -44,11 +44,10 @@ import subprocess
 import sys
 import time
 
+from a2065.drivers.child import ROOT, child_env
+
 from .events import EventChild
 
-# the tree this package runs from, for the child processes' PYTHONPATH (a source checkout or
-# site-packages alike)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MESH_PORT = 5300
 LAN_PREFIX = "10.99.0."
@@ -272,7 +271,7 @@ class TwoHosts:
         """A process in `ns` (killed at close); stdout/stderr piped, text."""
         p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, args)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             env=dict(os.environ, PYTHONPATH=ROOT))
+                             env=child_env())
         self.procs.append(p)
         return p
 

@@ -25,6 +25,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Optional
 
+from a2065.drivers.child import ROOT, child_env
 from pcap_backend.netns import _setns, in_netns, link_info, netns, run, unique
 
 __all__ = ["VethTopology", "veth_namespaces", "recreate_veth", "BridgedNamespaces",
@@ -132,7 +133,6 @@ def bridged_namespaces(prefix: str, bridge_args=(), *, duration: float = 60,
     IPv6 is disabled in both. `bridge_args` go after the fixed ones (--iface, --guest-tap,
     e.g. --policy/--timing); the CLI runs for at most `duration` s. Every process in `.procs` is
     killed and both namespaces deleted on exit."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     tag = f"{os.getpid() % 100000}"
     ns_a, ns_b, dev_a, dev_b, tap = (f"{prefix}{c}{tag}" for c in "abhvg")
     procs: list = []
@@ -151,7 +151,7 @@ def bridged_namespaces(prefix: str, bridge_args=(), *, duration: float = 60,
             ["ip", "netns", "exec", ns_b, sys.executable, "-m", "a2065", "bridge", "--iface", dev_b,
              "--guest-tap", tap, *bridge_args, "--duration", str(duration), "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=root), cwd=root)
+            env=child_env(), cwd=ROOT)
         procs.append(bridge)
         for _ in range(100):
             if run(["ip", "link", "show", tap], ns=ns_b, check=False).returncode == 0:
