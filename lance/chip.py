@@ -32,14 +32,14 @@ except ImportError:  # pragma: no cover - lance used without the native package:
 
 from .buffers import BytesLike
 from .csr import (
-    CSR0, CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
+    CSR0_ERR_SOURCES, CSR0_INTR_SOURCES, CSR0_W1C, CSR3, CSR3_MASK, MODE, RMD1, TMD1, TMD3,
 )
 from .dma import DescriptorDma, DmaPort, GenericDma, RamDma
 from .fcs import crc32_bytes
 from .filter import address_filter
 from .layouts import decode_init
 from .timing import (
-    FCS_LEN, IFG_NS, MAX_FRAME_WITH_FCS, MAX_FRAME_WITHOUT_FCS, MIN_FRAME_WITH_FCS,
+    FCS_LEN, IFG_NS, MAX_FRAME_WITH_FCS, MIN_FRAME_WITH_FCS,
     MIN_FRAME_WITHOUT_FCS, RX_MAX_FRAME_WITH_FCS, RX_MAX_FRAME_WITHOUT_FCS, SLOT_NS, TX_POLL_NS,
     frame_wire_ns,
 )

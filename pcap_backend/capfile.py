@@ -38,7 +38,7 @@ import io
 import json
 import os
 import struct
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Union
+from typing import IO, TYPE_CHECKING, Callable, Iterator, NamedTuple, Optional, Union
 
 from .base import CaptureFormatError, PacketMeta
 

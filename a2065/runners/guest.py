@@ -63,19 +63,6 @@ class GuestMulticast:
 
 @dataclasses.dataclass
 class GuestCounters:
-    to_guest: int = 0            # frames the driver received and the TAP took
-    to_guest_bytes: int = 0
-    to_guest_failed: int = 0     # TAP write refused (down, full)
-    from_guest: int = 0          # frames read from the TAP
-    from_guest_bytes: int = 0
-    sent: int = 0                # handed to driver.send
-    pending_high: int = 0
-    multicast_updates: int = 0
-    write_queue_full: int = 0    # fast timing: writer thread behind by write_queue_frames
-
-
-@dataclasses.dataclass
-class GuestCounters:
     to_guest: int = 0            # frames the driver received and the guest backend took
     to_guest_bytes: int = 0
     to_guest_failed: int = 0     # guest backend refused (TAP down or full)
