@@ -185,6 +185,16 @@ class ChipPort(Protocol):
         """Earliest emulated time the receiver takes another frame (wire timing)."""
 
 
+def chip_port_missing(obj: object) -> list[str]:
+    """The members of `ChipPort` that `obj` lacks, read from the Protocol itself: its methods,
+    then its properties, then its attributes, each in the order the Protocol defines them."""
+    public = {n: v for n, v in vars(ChipPort).items() if not n.startswith("_")}
+    members = [n for n, v in public.items() if not isinstance(v, property)]
+    members += [n for n, v in public.items() if isinstance(v, property)]
+    members += [n for n in ChipPort.__annotations__ if n not in public]
+    return [n for n in members if not hasattr(obj, n)]
+
+
 class FrameRecorder(Protocol):
     """The bridge's tee (`PcapngTee`, any `PcapngRecorder`): every frame delivered to the card
     (``outgoing`` False, after segmentation) and every frame the card sent (True)."""

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
-from ..base import Backend, ChipPort, FrameRecorder, PacketMeta
+from ..base import Backend, ChipPort, FrameRecorder, PacketMeta, chip_port_missing
 from .counters import COUNTER_NAMES, Counters
 from .delivery import DELIVERIES, Delivery
 from .own_frames import OwnFrames
@@ -129,9 +129,7 @@ class Bridge:
             if hasattr(chip, "lance"):
                 raise TypeError(f"Bridge needs the chip, not the board: pass "
                                 f"Bridge(backend, card.lance) (got {type(chip).__name__})")
-            wanted = ("receive", "rx_ready", "rx_idle_at", "mode", "padr", "now", "timing",
-                      "transmit")
-            missing = [n for n in wanted if not hasattr(chip, n)]
+            missing = chip_port_missing(chip)
             raise TypeError(f"Bridge needs a ChipPort: a {type(chip).__name__} has no "
                             f"{', '.join(missing) or 'compatible members'}; pass the card's chip, "
                             f"Bridge(backend, card.lance)")
