@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 import lance.chip as chip_mod
 import native
 from lance import MODE
-from lance.testing import MAC, Rig, frame
+from lance.testing import Rig, frame
 from native import oracle
-from tests.test_lance_hot_paths import SlowRamDma, drive, tx_ops
+from tests.test_lance_hot_paths import SlowRamDma, run_both_and_compare, tx_ops
 
 
 def twin_paths(ram, out):
@@ -32,14 +32,7 @@ def test_the_hot_paths_over_the_oracle_twins_do_what_the_general_paths_do(ops, d
     with pytest.MonkeyPatch.context() as mp:
         fast, slow = pair_with(mp, twin_paths, mode=MODE.DTCR if dtcr else 0, tx_buf=tx_buf)
         assert fast.chip._ram_paths[0] is fast.ram
-        for r in (fast, slow):
-            r.init()
-            drive(r, ops)
-            r.chip.advance_to(r.chip.now + 5_000_000)
-    assert fast.sent == slow.sent
-    assert fast.ram == slow.ram
-    assert fast.irq_edges == slow.irq_edges
-    assert fast.chip.snapshot() == slow.chip.snapshot()
+        run_both_and_compare(fast, slow, ops)
 
 
 @pytest.mark.parametrize("paths", [native.lance_paths, twin_paths], ids=["native", "twins"])
