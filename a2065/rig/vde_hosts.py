@@ -464,7 +464,7 @@ def run_mesh(me: int, ips, to, expect: int, nbytes: int, timeout: float) -> dict
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="tests/vde_hosts.py")
+    p = argparse.ArgumentParser(prog="python -m a2065.rig.vde_hosts")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("cards")
     c.add_argument("--url", required=True)
